@@ -1,0 +1,1 @@
+"""Application layer: settings, LLM backends, answering, routing, the QA service and the CLI."""

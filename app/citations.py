@@ -1,0 +1,201 @@
+"""Citations: parse [n] markers, map them to document spans, extract quotes, verify.
+
+Verification rule (docs/citations.md): a citation is ``verified`` when the cited
+passage supports the claim: at least ``MIN_SUPPORT`` of the claim's content
+words appear in it and every number in the claim appears in it. The quote shown
+is always text copied from the document at the cited span. Markers that name no
+source are removed; a marker whose source does not support its claim is moved
+to the source that does ("repaired"), or kept and shown as unverified.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline.textspan import numbers, sentence_spans, terms
+from pipeline.types import Chunk, Citation, Document, Span
+
+MIN_SUPPORT = 0.5
+MIN_CLAIM_TERMS = 2
+_MARKER = re.compile(r"\s*\[(\d+(?:\s*(?:,|;|-|–)\s*\d+)*)\]")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A numbered passage the answer may cite."""
+
+    number: int
+    doc: Document
+    span: Span
+    chunk: Chunk | None = None
+
+    @property
+    def text(self) -> str:
+        return self.doc.text[self.span.start : self.span.end]
+
+
+def _marker_numbers(body: str) -> list[int]:
+    out: list[int] = []
+    for part in re.split(r"\s*[,;]\s*", body):
+        if re.search(r"[-–]", part):
+            a, b = (int(x) for x in re.split(r"\s*[-–]\s*", part)[:2])
+            out.extend(range(min(a, b), max(a, b) + 1) if abs(b - a) < 20 else [a, b])
+        elif part.strip():
+            out.append(int(part))
+    return out
+
+
+def support(claim: str, passage: str) -> float:
+    """Share of the claim's content words found in the passage (0..1)."""
+    want = set(terms(claim))
+    if not want:
+        return 0.0
+    return len(want & set(terms(passage))) / len(want)
+
+
+def supports(claim: str, passage: str) -> bool:
+    return support(claim, passage) >= MIN_SUPPORT and numbers(claim) <= numbers(passage)
+
+
+def best_quote(claim: str, doc: Document, span: Span, max_chars: int = 400) -> Span:
+    """The sentence inside ``span`` that best supports ``claim`` (ties: the earliest)."""
+    want = set(terms(claim))
+    want_nums = numbers(claim)
+    best, best_score = None, -1.0
+    for a, b in sentence_spans(doc.text, span.start, span.end):
+        sentence = doc.text[a:b]
+        have = set(terms(sentence))
+        if len(have) < 3 and best is not None:
+            continue  # leaders, page numbers, stray punctuation
+        score = len(want & have) + 0.5 * len(want_nums & numbers(sentence))
+        if score > best_score:
+            best, best_score = (a, b), score
+    if best is None:
+        return span
+    a, b = best
+    return Span(a, min(b, a + max_chars))
+
+
+def make_citation(
+    number: int, claim: str, src: Source, origin: str = "model", quote: Span | None = None
+) -> Citation:
+    doc = src.doc
+    quote_span = quote or best_quote(claim, doc, src.span)
+    passage = src.text
+    return Citation(
+        number=number,
+        doc_id=doc.doc_id,
+        source_path=doc.source_path,
+        chunk_id=src.chunk.chunk_id if src.chunk else None,
+        span=quote_span,
+        pages=doc.pages_for(quote_span),
+        time=doc.time_for(quote_span),
+        quote=doc.text[quote_span.start : quote_span.end],
+        verified=supports(claim, passage),
+        support=round(support(claim, passage), 3),
+        origin=origin,
+    )
+
+
+def _best_source(claim: str, sources: Sequence[Source]) -> Source | None:
+    best, best_sup = None, 0.0
+    for src in sources:
+        if not numbers(claim) <= numbers(src.text):
+            continue
+        sup = support(claim, src.text)
+        if sup > best_sup:
+            best, best_sup = src, sup
+    return best if best_sup >= MIN_SUPPORT else None
+
+
+def cite(
+    answer: str, sources: Sequence[Source], *, match_unmarked: bool = True
+) -> tuple[str, list[Citation]]:
+    """Citations for an answer; returns the answer text to show and its citations.
+
+    Each sentence's claim is the sentence without markers (a sentence with too few
+    content words, such as "See [2].", takes the previous sentence's claim). Cited
+    sources that do not support the claim are repaired where another source does.
+    When the answer has no valid markers at all and ``match_unmarked`` is set, every
+    claim is matched to the source that supports it best, if any does.
+    """
+    by_number = {s.number: s for s in sources}
+    spans = sentence_spans(answer)
+    any_marker = any(n in by_number for m in _MARKER.finditer(answer) for n in _marker_numbers(m.group(1)))
+    claims: dict[int, list[str]] = {}
+    origins: dict[int, str] = {}
+    shown: list[str] = []
+    prev_claim = ""
+    cursor = 0
+    for a, b in spans:
+        sentence = answer[a:b]
+        claim = _MARKER.sub("", sentence).strip()
+        if len(terms(claim)) < MIN_CLAIM_TERMS:
+            claim = f"{prev_claim} {claim}".strip()
+        cited = [n for m in _MARKER.finditer(sentence) for n in _marker_numbers(m.group(1))]
+        cited = [n for n in dict.fromkeys(cited) if n in by_number]
+        final: list[int] = []
+        for n in cited:
+            origin = "model"
+            if not supports(claim, by_number[n].text):
+                better = _best_source(claim, sources)
+                if better is not None:
+                    n, origin = better.number, "repaired"
+            if n not in final:
+                final.append(n)
+                origins.setdefault(n, origin)
+        if not any_marker and match_unmarked and len(terms(claim)) >= MIN_CLAIM_TERMS:
+            better = _best_source(claim, sources)
+            if better is not None:
+                final.append(better.number)
+                origins.setdefault(better.number, "matched")
+        for n in final:
+            claims.setdefault(n, []).append(claim)
+        text = _MARKER.sub("", sentence).rstrip()
+        if final:
+            # Keep the sentence's closing punctuation after the markers.
+            end = len(text.rstrip(".!?:;"))
+            text = text[:end] + " " + "".join(f"[{n}]" for n in final) + text[end:]
+        shown.append(answer[cursor:a] + text)
+        cursor = b
+        prev_claim = claim
+    cites = [
+        make_citation(n, " ".join(dict.fromkeys(claims[n])), by_number[n], origins[n]) for n in sorted(claims)
+    ]
+    return "".join(shown).strip(), cites
+
+
+def strip_markers(text: str) -> str:
+    return _MARKER.sub("", text)
+
+
+def _normalise(text: str) -> tuple[str, list[int]]:
+    """Lower-case, collapse white space; return the text and a map to original offsets."""
+    out: list[str] = []
+    pos: list[int] = []
+    prev_space = True
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            if not prev_space:
+                out.append(" ")
+                pos.append(i)
+            prev_space = True
+        else:
+            out.append(ch.lower())
+            pos.append(i)
+            prev_space = False
+    return "".join(out), pos
+
+
+def locate_quote(quote: str, doc: Document) -> Span | None:
+    """Where ``quote`` occurs in the document, ignoring case and white space; None if absent."""
+    q, _ = _normalise(quote.strip().strip("\"'\u201c\u201d"))
+    if len(q) < 12:
+        return None
+    norm, pos = _normalise(doc.text)
+    i = norm.find(q)
+    if i < 0:
+        return None
+    return Span(pos[i], pos[i + len(q) - 1] + 1)

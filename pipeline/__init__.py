@@ -1,0 +1,1 @@
+"""Documents in, chunks out: types, loaders, chunking, token counting, the metadata store."""

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Source this: installs PostgreSQL from Debian if needed, starts it, creates a test
+# database and exports LONGQA_TEST_PG_URL.
+set -euo pipefail
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "PostgreSQL is not installed (apt-get install postgresql)"; return 1
+  fi
+fi
+bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+pgdata=/tmp/longqa-pg
+port=${LONGQA_PG_PORT:-54329}
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ ! -f "$pgdata/PG_VERSION" ]; then
+  mkdir -p "$pgdata"; [ "$(id -u)" = 0 ] && chown postgres:postgres "$pgdata"
+  as_pg "$bindir/initdb" -D "$pgdata" -A trust -U postgres >/dev/null
+fi
+if ! as_pg "$bindir/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
+  as_pg "$bindir/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w \
+    -o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+fi
+as_pg "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -tAc \
+  "SELECT 1 FROM pg_database WHERE datname='longqa_test'" | grep -q 1 || \
+  as_pg "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres longqa_test
+export LONGQA_TEST_PG_URL="postgresql+psycopg://postgres@127.0.0.1:$port/longqa_test"
+echo "PostgreSQL ready at $LONGQA_TEST_PG_URL"

@@ -1,0 +1,64 @@
+"""Real answers from the embedded SmolLM2 model through llama.cpp, with checked citations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared
+
+
+def test_rag_answer_cites_the_right_pdf_page(service) -> None:  # type: ignore[no-untyped-def]
+    service.ingest([shared("pdf/docling_redp5110_sampled.pdf")])
+    ans = service.ask("What was the average brand equity loss per attack in 2013?", mode="rag")
+    assert ans.mode == "rag" and ans.route.forced
+    assert "9.4" in ans.text
+    good = [c for c in ans.citations if c.verified and c.pages == (5, 5)]
+    assert good, ans.citations
+    assert "$9.4 million per attack" in " ".join(good[0].quote.split())
+    doc = service.store.get_document(good[0].doc_id)
+    assert doc.text[good[0].span.start : good[0].span.end] == good[0].quote
+    assert f"[{good[0].number}]" in ans.text
+    assert ans.usage.prompt_tokens > 500 and ans.usage.completion_tokens > 0
+    assert ans.retrieval.startswith("hybrid")
+
+
+def test_every_shown_citation_points_at_source_text(service) -> None:  # type: ignore[no-untyped-def]
+    service.ingest([shared("pdf/docling_redp5110_sampled.pdf")])
+    for q in ["Which CL command changes function usage?", "Who wrote this Redpaper?"]:
+        ans = service.ask(q, mode="rag")
+        for c in ans.citations:
+            doc = service.store.get_document(c.doc_id)
+            assert c.quote and doc.text[c.span.start : c.span.end] == c.quote
+            assert f"[{c.number}]" in ans.text
+
+
+def test_lc_mode_reads_the_whole_document(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    note = tmp_path / "harbour.md"
+    note.write_text(
+        "# Harbour report\n\nThe harbour of Vardø was rebuilt in 1998. "
+        "The new breakwater is 420 metres long and protects 35 fishing boats.\n\n"
+        "## Traffic\n\nIn winter the Hurtigruten ferry calls twice a day.\n"
+    )
+    service.ingest([note])
+    ans = service.ask("How long is the new breakwater?", mode="auto")
+    assert ans.mode == "lc", ans.route.reason
+    assert "fit" in ans.route.reason
+    assert ans.route.features["doc_tokens"] < 100
+    assert "420" in ans.text
+    for c in ans.citations:
+        assert c.quote in note.read_text()
+
+
+def test_forcing_lc_on_a_document_larger_than_the_window_is_refused(service) -> None:  # type: ignore[no-untyped-def]
+    service.ingest([shared("lara/32k/book/The Pearl.txt")])
+    with pytest.raises(ValueError, match="window"):
+        service.ask("Who is Kino?", mode="lc")
+    auto = service.ask("Who is Kino?", mode="auto")
+    assert auto.mode == "rag" and "window" in auto.route.reason
+
+
+def test_empty_library_says_what_to_do(service) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(LookupError, match="longqa ingest"):
+        service.ask("anything?")

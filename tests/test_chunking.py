@@ -1,0 +1,63 @@
+"""Chunk invariants on real documents: exact spans, page ranges, token budget, coverage."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.chunking import ChunkingConfig, chunk_document
+from pipeline.loaders import load_document
+from pipeline.tokens import HFTokenCounter
+from pipeline.types import Span
+from tests.conftest import shared
+
+
+@pytest.fixture(scope="module")
+def counter(embedder):  # type: ignore[no-untyped-def]
+    return HFTokenCounter(embedder.tokenizer_dir)
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "pdf/docling_redp5110_sampled.pdf",
+        "pdf/plumber_federal-register-2020-17221.pdf",
+        "lara/32k/financial/2024-Cepton, Inc.-j.txt",
+    ],
+)
+def test_chunk_invariants(rel: str, counter) -> None:  # type: ignore[no-untyped-def]
+    doc = load_document(shared(rel))
+    cfg = ChunkingConfig(max_tokens=240, overlap_tokens=40)
+    chunks = chunk_document(doc, counter, cfg)
+    assert len(chunks) > 5
+    for c in chunks:
+        assert doc.text[c.span.start : c.span.end] == c.text
+        assert c.text == c.text.strip() and c.text
+        # The token count is real: re-count the chunk with the encoder's tokenizer.
+        assert counter.count([c.text])[0] <= cfg.max_tokens + 2
+        if doc.pages:
+            touched = [p.page for p in doc.pages if p.span.overlaps(c.span)]
+            assert c.pages == (min(touched), max(touched))
+    # Every non-space character of the document is in some chunk.
+    covered = bytearray(len(doc.text))
+    for c in chunks:
+        covered[c.span.start : c.span.end] = b"\x01" * len(c.text)
+    assert all(covered[i] or doc.text[i].isspace() for i in range(len(doc.text)))
+    # Neighbours overlap or touch; ordinals follow document order.
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.ordinal == a.ordinal + 1 and a.span.start < b.span.start
+
+
+def test_chunks_respect_the_encoder_window(counter, embedder) -> None:  # type: ignore[no-untyped-def]
+    doc = load_document(shared("lara/32k/book/The Pearl.txt"))
+    chunks = chunk_document(
+        doc, counter, ChunkingConfig(max_tokens=embedder.max_tokens - 2, overlap_tokens=0)
+    )
+    assert max(counter.count([c.text for c in chunks])) <= embedder.max_tokens
+
+
+def test_pages_for_spans_crossing_pages() -> None:
+    doc = load_document(shared("pdf/docling_multi_page.pdf"))
+    assert doc.pages is not None
+    p1, p2 = doc.pages[0], doc.pages[1]
+    assert doc.pages_for(Span(p1.span.end - 5, p2.span.start + 5)) == (1, 2)
+    assert doc.pages_for(Span(p2.span.start, p2.span.start + 1)) == (2, 2)
