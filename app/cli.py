@@ -17,6 +17,7 @@ from rich.table import Table
 
 from app.answering import fmt_time
 from app.catalog import ModelUnavailable, load_catalog, package_dir
+from app.ingest import Progress as IngestProgress
 from app.llm.base import LLMError
 from app.settings import Settings
 from pipeline.types import Answer
@@ -56,31 +57,56 @@ DataDir = Annotated[
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    include: Annotated[
+        list[str] | None, typer.Option("--include", help="Only files matching this glob (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Skip files or folders matching this glob.")
+    ] = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove documents whose files vanished from the given folders.")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Ingest files and folders (PDF, text, markdown); unchanged files are skipped."""
+    """Ingest files and folders (PDF, text, markdown, HTML, DOCX, SRT/VTT, audio/video).
+
+    Unchanged files are skipped by content hash; changed files replace their old version.
+    """
     svc = _service(data_dir)
+    if include:
+        svc.settings.ingest.include = list(include)
+    if exclude:
+        svc.settings.ingest.exclude = [*svc.settings.ingest.exclude, *exclude]
     try:
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
             TimeRemainingColumn(),
             console=console,
             transient=True,
         ) as bar:
-            task = bar.add_task("ingesting", total=None)
+            task = bar.add_task("ingesting", total=None, detail="")
 
-            def progress(path: str, done: int, total: int) -> None:
-                bar.update(task, total=total, completed=done, description=Path(path).name[:40] or "done")
+            def progress(ev: IngestProgress) -> None:
+                bar.update(
+                    task,
+                    total=ev.files_total,
+                    completed=ev.files_done,
+                    description=Path(ev.path).name[:40] or "done",
+                    detail=f"{ev.pages} pages, {ev.chunks} chunks",
+                )
 
-            report = svc.ingest(paths, progress)
+            report = svc.ingest(paths, progress, prune=prune)
     except ModelUnavailable as exc:
         _fail(str(exc))
     for p in report.ingested:
         console.print(f"[green]ingested[/green]  {p}", highlight=False)
     for p in report.unchanged:
         console.print(f"[dim]unchanged[/dim] {p}", highlight=False)
+    for p in report.removed:
+        console.print(f"[yellow]removed[/yellow]   {p}", highlight=False)
     for p, w in report.warnings:
         console.print(f"[yellow]warning[/yellow]   {p}: {w}", highlight=False)
     for _p, why in report.failed:

@@ -9,8 +9,10 @@ half-done, and runs whenever the service opens.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,12 +20,21 @@ from indexes.embedding import Embedder
 from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig, chunk_document
 from pipeline.errors import IngestError
-from pipeline.loaders import SUPPORTED_SUFFIXES, is_supported, load_document
+from pipeline.loaders import (
+    SUPPORTED_SUFFIXES,
+    ASRConfig,
+    LoaderOptions,
+    is_media,
+    is_supported,
+    load_document,
+)
 from pipeline.loaders.common import content_hash, read_bytes
 from pipeline.store import MetadataStore
 from pipeline.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
+
+DEFAULT_EXCLUDE = (".*", "__pycache__", "node_modules", "*~", "~$*")
 
 
 @dataclass
@@ -31,32 +42,61 @@ class IngestReport:
     ingested: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     chunks: int = 0
+    pages: int = 0
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{len(self.ingested)} ingested, {len(self.unchanged)} unchanged, "
             f"{len(self.failed)} failed, {self.chunks} chunks added"
         )
+        return text + (f", {len(self.removed)} removed" if self.removed else "")
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+@dataclass(frozen=True)
+class Progress:
+    """One progress event: ``stage`` is 'load', 'embed', 'done' or 'finished'."""
+
+    stage: str
+    path: str
+    files_done: int
+    files_total: int
+    pages: int = 0
+    chunks: int = 0
+
+
+@dataclass(frozen=True)
+class WalkOptions:
+    include: tuple[str, ...] = ()  # glob patterns on the path relative to the folder; empty = all
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE  # patterns on any path component, or the relative path
+
+
+def _excluded(rel: Path, exclude: Sequence[str]) -> bool:
+    rel_s = rel.as_posix()
+    return any(fnmatch.fnmatch(part, pat) for part in rel.parts for pat in exclude) or any(
+        fnmatch.fnmatch(rel_s, pat) for pat in exclude
+    )
+
+
+def expand_paths(paths: Iterable[str | Path], walk: WalkOptions | None = None) -> list[Path]:
     """Files named directly, plus every supported file under named folders (sorted)."""
+    walk = walk or WalkOptions()
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(
-                sorted(
-                    f
-                    for f in p.rglob("*")
-                    if f.is_file()
-                    and is_supported(f)
-                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                )
-            )
-        else:
+        if not p.is_dir():
             out.append(p)
+            continue
+        found = []
+        for f in p.rglob("*"):
+            rel = f.relative_to(p)
+            if not f.is_file() or not is_supported(f) or _excluded(rel, walk.exclude):
+                continue
+            if walk.include and not any(fnmatch.fnmatch(rel.as_posix(), pat) for pat in walk.include):
+                continue
+            found.append(f)
+        out.extend(sorted(found))
     return out
 
 
@@ -76,6 +116,26 @@ def reconcile(store: MetadataStore, index: VectorIndex) -> tuple[int, int]:
     return removed, removed_orphans
 
 
+_UNSAFE = re.compile(r"[^\w.\- ()+,]")
+
+
+def safe_destination(root: Path, filename: str) -> Path:
+    """Where an uploaded file named ``filename`` may be written: always inside ``root``.
+
+    Directory parts, drive letters, '..', control characters and leading dots are
+    dropped; an empty result is refused.
+    """
+    name = filename.replace("\\", "/").split("/")[-1]
+    name = _UNSAFE.sub("_", name).strip().lstrip(".")
+    if not name or name in {".", ".."}:
+        raise ValueError(f"cannot store an upload named {filename!r}: no usable file name")
+    root = root.resolve()
+    target = (root / name[:200]).resolve()
+    if target.parent != root:
+        raise ValueError(f"cannot store an upload named {filename!r} outside {root}")
+    return target
+
+
 class Ingestor:
     def __init__(
         self,
@@ -86,6 +146,8 @@ class Ingestor:
         counter: TokenCounter,
         chunking: ChunkingConfig,
         max_file_bytes: int,
+        asr: Callable[[], ASRConfig] | None = None,
+        walk: WalkOptions | None = None,
     ) -> None:
         self.store = store
         self.index = index
@@ -94,6 +156,8 @@ class Ingestor:
         self.counter = counter
         self.chunking = chunking
         self.max_file_bytes = max_file_bytes
+        self.asr = asr
+        self.walk = walk or WalkOptions()
         if chunking.max_tokens > embedder.max_tokens - 2:
             log.warning(
                 "chunks of %d tokens exceed what %s reads (%d); their ends would not be embedded",
@@ -105,27 +169,61 @@ class Ingestor:
     def ingest(
         self,
         paths: Iterable[str | Path],
-        progress: Callable[[str, int, int], None] | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        prune: bool = False,
     ) -> IngestReport:
+        paths = list(paths)
         report = IngestReport()
-        files = expand_paths(paths)
+        files = expand_paths(paths, self.walk)
+        total = len(files)
         for i, path in enumerate(files):
             if progress:
-                progress(str(path), i, len(files))
+                progress(Progress("load", str(path), i, total, report.pages, report.chunks))
             try:
                 self._ingest_one(path, report)
             except IngestError as exc:
                 report.failed.append((str(path), str(exc)))
+                log.info("failed %s: %s", path, exc)
             except Exception as exc:  # one bad file never stops the rest
                 log.exception("unexpected error ingesting %s", path)
                 report.failed.append((str(path), f"cannot read '{path}': unexpected error: {exc}"))
+            if progress:
+                progress(Progress("done", str(path), i + 1, total, report.pages, report.chunks))
+        if prune:
+            self._prune([Path(p) for p in paths if Path(p).is_dir()], report)
         if progress:
-            progress("", len(files), len(files))
+            progress(Progress("finished", "", total, total, report.pages, report.chunks))
         return report
+
+    def _prune(self, folders: list[Path], report: IngestReport) -> None:
+        """Remove documents whose source file under one of ``folders`` no longer exists."""
+        roots = [f.resolve() for f in folders]
+        gone = [
+            d
+            for d in self.store.list_documents()
+            if any(Path(d.source_path).is_relative_to(r) for r in roots) and not Path(d.source_path).exists()
+        ]
+        if not gone:
+            return
+        vec_ids = self.store.delete_documents([d.doc_id for d in gone])
+        self.index.remove(vec_ids)
+        self.index.save(self.index_path)
+        report.removed.extend(d.source_path for d in gone)
+
+    def _options(self, path: Path) -> LoaderOptions:
+        asr = None
+        if is_media(path):
+            if self.asr is None:
+                raise IngestError(str(path), "speech-to-text is not available", "pip install 'longqa[asr]'")
+            try:
+                asr = self.asr()
+            except Exception as exc:
+                raise IngestError(str(path), f"speech-to-text is not available ({exc})", "") from exc
+        return LoaderOptions(max_bytes=self.max_file_bytes, asr=asr)
 
     def _ingest_one(self, path: Path, report: IngestReport) -> None:
         source = str(path.resolve()) if path.exists() else str(path)
-        if path.exists() and path.is_file() and not is_supported(path):
+        if path.is_file() and not is_supported(path):
             raise IngestError(
                 str(path),
                 f"unsupported file type '{path.suffix or '(no suffix)'}'",
@@ -137,8 +235,7 @@ class Ingestor:
         if same is not None:
             report.unchanged.append(str(path))
             return
-        doc = load_document(path, self.max_file_bytes)
-        doc = replace(doc, source_path=source)
+        doc = replace(load_document(path, self._options(path)), source_path=source)
         chunks = chunk_document(doc, self.counter, self.chunking)
         if not chunks:
             raise IngestError(str(path), "no text to index after parsing", "check the file's content")
@@ -146,11 +243,15 @@ class Ingestor:
         old = [d.doc_id for d in self.store.find_by_path(source)]
         old_vec_ids = self.store.vec_ids_of(old) if old else []
         vec_ids = self.store.stage(doc, chunks, replaces=old)
+        log.info("staged %s (%d chunks)", path, len(chunks))
         self.index.remove(old_vec_ids)
         self.index.add(vec_ids, vectors)
         self.index.save(self.index_path)
+        log.info("indexed %s", path)
         self.store.mark_ready(doc.doc_id)
+        log.info("ingested %s", path)
         report.ingested.append(str(path))
         report.chunks += len(chunks)
+        report.pages += len(doc.pages) if doc.pages else 0
         for w in doc.warnings:
             report.warnings.append((str(path), w))

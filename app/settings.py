@@ -95,6 +95,17 @@ class RouterSettings(_Section):
 
 class IngestSettings(_Section):
     max_file_mb: float = Field(200.0, description="Files larger than this are refused.", gt=0)
+    include: list[str] = Field(
+        default_factory=list,
+        description="Glob patterns (relative to an ingested folder) a file must match; empty: all.",
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: [".*", "__pycache__", "node_modules", "*~", "~$*"],
+        description="Glob patterns on any path component (or the relative path) to skip in folders.",
+    )
+    asr_model: str = Field("whisper-base", description="Speech-to-text model (catalog name or directory).")
+    asr_threads: int = Field(2, description="CPU threads for speech-to-text.", ge=1)
+    asr_language: str | None = Field(None, description="Spoken language code; default: detected.")
 
 
 def _default_data_dir() -> Path:

@@ -76,9 +76,27 @@ def chunk_id_for(doc_id: str, span: Span) -> str:
     return hashlib.sha1(f"{doc_id}:{span.start}:{span.end}".encode()).hexdigest()[:16]
 
 
+def _cue_units(doc: Document, counter: TokenCounter, max_tokens: int) -> list[tuple[int, int, int]]:
+    """Transcript units are whole cues, so every chunk covers whole cues and their times.
+    A single cue longer than the budget (rare) is cut into sentence/word units."""
+    assert doc.segments is not None
+    spans = [(s.span.start, s.span.end) for s in doc.segments]
+    counts = counter.count([doc.text[a:b] for a, b in spans])
+    units: list[tuple[int, int, int]] = []
+    for (a, b), n in zip(spans, counts):
+        if n <= max_tokens:
+            units.append((a, b, n))
+        else:
+            units.extend((a + x, a + y, m) for x, y, m in _units(doc.text[a:b], counter, max_tokens))
+    return units
+
+
 def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig) -> list[Chunk]:
     text = doc.text
-    units = _units(text, counter, config.max_tokens)
+    if doc.segments:
+        units = _cue_units(doc, counter, config.max_tokens)
+    else:
+        units = _units(text, counter, config.max_tokens)
     # Drop whitespace-only units at the edges of chunks by trimming spans below.
     chunks: list[Chunk] = []
     i = 0

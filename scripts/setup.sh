@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Create .venv and install longqa with its embedded models.
-# Usage: bash scripts/setup.sh [EXTRAS]   (default extras: app,dev)
+# Usage: bash scripts/setup.sh [EXTRAS]   (default extras: app,asr,dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-app,dev}"
+extras="${1:-app,asr,dev}"
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

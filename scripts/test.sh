@@ -3,7 +3,12 @@
 # Extra arguments go to pytest, e.g. 'bash scripts/test.sh -m slow'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh app,dev
+bash scripts/setup.sh app,asr,dev
+# espeak-ng makes real speech for the speech-to-text tests (they skip, saying so, without it).
+if ! command -v espeak-ng >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
+    || echo "could not install espeak-ng: speech tests will be skipped"
+fi
 if [ -z "${LONGQA_TEST_PG_URL:-}" ]; then
   # shellcheck source=/dev/null
   source scripts/postgres.sh || echo "no PostgreSQL: its tests will be skipped (in CI they fail)"

@@ -6,26 +6,42 @@ failure is an :class:`~pipeline.errors.IngestError` naming the file and the fix.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import IngestError
 from pipeline.loaders.common import read_bytes
+from pipeline.loaders.docx import load_docx
+from pipeline.loaders.html import load_html
+from pipeline.loaders.media import MEDIA_SUFFIXES, ASRConfig, load_media
 from pipeline.loaders.pdf import load_pdf
+from pipeline.loaders.subtitles import load_subtitles
 from pipeline.loaders.text import load_text
 from pipeline.types import Document
 
 TEXT_SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
-PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = tuple(
+    sorted({*TEXT_SUFFIXES, ".pdf", ".html", ".htm", ".docx", ".srt", ".vtt", *MEDIA_SUFFIXES})
+)
 
-SUPPORTED_SUFFIXES = tuple(sorted(set(TEXT_SUFFIXES) | PDF_SUFFIXES))
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    max_bytes: int = 200_000_000
+    asr: ASRConfig | None = None
 
 
 def is_supported(path: Path) -> bool:
     return path.suffix.lower() in SUPPORTED_SUFFIXES
 
 
-def load_document(path: str | Path, max_bytes: int = 200_000_000) -> Document:
+def is_media(path: Path) -> bool:
+    return path.suffix.lower() in MEDIA_SUFFIXES
+
+
+def load_document(path: str | Path, options: LoaderOptions | None = None) -> Document:
     """Load ``path`` into a Document, or raise IngestError with a one-line reason."""
+    opts = options or LoaderOptions()
     p = Path(path)
     suffix = p.suffix.lower()
     if not is_supported(p):
@@ -34,10 +50,26 @@ def load_document(path: str | Path, max_bytes: int = 200_000_000) -> Document:
             f"unsupported file type '{suffix or '(no suffix)'}'",
             f"supported types are {', '.join(SUPPORTED_SUFFIXES)}",
         )
-    data = read_bytes(p, max_bytes)
-    if suffix in PDF_SUFFIXES:
+    data = read_bytes(p, opts.max_bytes)
+    if suffix == ".pdf":
         return load_pdf(p, data)
+    if suffix in (".html", ".htm"):
+        return load_html(p, data)
+    if suffix == ".docx":
+        return load_docx(p, data)
+    if suffix in (".srt", ".vtt"):
+        return load_subtitles(p, data)
+    if suffix in MEDIA_SUFFIXES:
+        return load_media(p, data, opts.asr)
     return load_text(p, data, media_type=TEXT_SUFFIXES[suffix])  # type: ignore[arg-type]
 
 
-__all__ = ["load_document", "is_supported", "SUPPORTED_SUFFIXES", "IngestError"]
+__all__ = [
+    "ASRConfig",
+    "IngestError",
+    "LoaderOptions",
+    "SUPPORTED_SUFFIXES",
+    "is_media",
+    "is_supported",
+    "load_document",
+]
