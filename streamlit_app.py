@@ -1,85 +1,541 @@
-"""Streamlit front door: a thin UI over app.service.QAService (no business logic here).
+"""Streamlit front door: a thin UI over app/ (the logic lives in app/ui_*.py and app/service.py).
 
-Run: streamlit run streamlit_app.py   (it ingests the bundled samples on first start)
+Run: streamlit run streamlit_app.py   (see docs/app.md)
 """
 
 from __future__ import annotations
 
-import tempfile
+import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import streamlit as st
 
-from app.answering import fmt_time
-from app.cli import SAMPLES
-from app.service import QAService
+from app import ui_sources as src
+from app.catalog import load_catalog
+from app.llm.base import Generator
+from app.service import build_embedder, build_generator
 from app.settings import Settings
+from app.ui_errors import Problem, explain
+from app.ui_library import (
+    SAMPLES,
+    UPLOAD_TYPES,
+    DocRow,
+    IngestStep,
+    Library,
+    Mode,
+    Outcome,
+    Turn,
+    UIOptions,
+    embedder_key,
+    generator_key,
+    library_key,
+    save_upload,
+)
+from app.ui_reports import find_reports, read_table
 
-st.set_page_config(page_title="longqa", page_icon="📚", layout="wide")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+MODE_LABELS = {"auto": "Auto", "rag": "RAG", "lc": "Long context"}
+BACKEND_LABELS = {"llamacpp": "Embedded (llama.cpp)", "openai": "OpenAI-compatible server"}
+TABS = ["Ask", "Compare", "Library", "Eval"]
 
 
-@st.cache_resource(show_spinner="Loading models and index…")
-def get_service() -> QAService:
-    svc = QAService(Settings())
-    if not svc.documents():
-        svc.ingest([SAMPLES])
-    return svc
+# -- heavy resources: once per process, shared by every session ---------------------------
+@st.cache_resource(show_spinner=False)
+def get_embedder(key: str, _settings: Settings):
+    return build_embedder(_settings)
 
 
-def where(c) -> str:  # type: ignore[no-untyped-def]
-    if c.pages:
-        return f"p. {c.pages[0]}" if c.pages[0] == c.pages[1] else f"pp. {c.pages[0]}–{c.pages[1]}"
-    if c.time:
-        return f"{fmt_time(c.time[0])}–{fmt_time(c.time[1])}"
-    return f"chars {c.span.start}–{c.span.end}"
+@st.cache_resource(show_spinner=False)
+def get_library(key: str, _settings: Settings) -> Library:
+    return Library(_settings, embedder=get_embedder(embedder_key(_settings), _settings))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def get_generator(key: str, _settings: Settings) -> Generator:
+    return build_generator(_settings)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def get_document(lib_key: str, doc_id: str, _lib: Library):
+    return _lib.service.store.get_document(doc_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def page_image(path: str, mtime: float, page: int, quote: str) -> src.PageImage:
+    return src.render_pdf_page(path, page, quote)
+
+
+# -- small helpers ------------------------------------------------------------------------
+def show_problem(p: Problem) -> None:
+    st.error(f"**{p.message}.** {p.fix}".strip(), icon=":material/error:")
+
+
+def session_settings(base: Settings) -> Settings | None:
+    """The settings of this browser session: the config plus the sidebar's values."""
+    opts = st.session_state["opts"]
+    try:
+        return opts.apply(base)
+    except Exception as exc:
+        show_problem(explain(exc, base))
+        return None
+
+
+def view_for(lib: Library, settings: Settings):
+    """A service view answering with this session's model; loads the model once per process."""
+    label = settings.llm.model if settings.llm.backend == "llamacpp" else settings.llm.base_url
+    with st.spinner(f"Loading the model ({label})…"):
+        gen = get_generator(generator_key(settings), settings)
+    return lib.view(settings, gen)
+
+
+def doc_names(rows: Sequence[DocRow]) -> dict[str, str]:
+    return {r.doc_id: f"{r.name} ({r.kind}, {r.size.split(' · ')[0]})" for r in rows}
+
+
+# -- sidebar: settings ------------------------------------------------------------------------
+def sidebar(base: Settings) -> None:
+    defaults = UIOptions.from_settings(base)
+    state = st.session_state
+    state.setdefault("opt_backend", defaults.backend)
+    state.setdefault("opt_model_local", defaults.model if defaults.backend == "llamacpp" else "")
+    state.setdefault("opt_model_remote", defaults.model if defaults.backend == "openai" else "")
+    state.setdefault("opt_base_url", defaults.base_url)
+    state.setdefault("opt_api_key", defaults.api_key)
+    state.setdefault("opt_top_k", defaults.top_k)
+    state.setdefault("opt_max_tokens", defaults.max_tokens)
+    state.setdefault("opt_budget", float(defaults.latency_budget_s))
+    state.setdefault("opt_chunk_tokens", defaults.chunk_tokens)
+    state.setdefault("opt_chunk_overlap", defaults.chunk_overlap)
+
+    with st.sidebar:
+        st.title("longqa")
+        st.caption("Ask long documents; every answer shows where it comes from.")
+        st.subheader("Model")
+        backend = st.radio(
+            "LLM backend", list(BACKEND_LABELS), format_func=lambda b: BACKEND_LABELS[b], key="opt_backend"
+        )
+        if backend == "llamacpp":
+            names = list(load_catalog().generators)
+            if state["opt_model_local"] not in names:
+                state["opt_model_local"] = defaults.model if defaults.model in names else names[0]
+            model = st.selectbox(
+                "Model", names, key="opt_model_local", help="Models shipped as PyPI packages."
+            )
+        else:
+            st.text_input(
+                "Server URL", key="opt_base_url", help="e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama…)"
+            )
+            model = st.text_input("Model name", key="opt_model_remote", help="The name the server expects.")
+            st.text_input("API key", key="opt_api_key", type="password", help="Leave empty if none.")
+        st.subheader("Answering")
+        st.slider("Passages per RAG answer (top-k)", 1, 20, key="opt_top_k")
+        st.number_input("Longest answer (tokens)", 16, 4096, step=16, key="opt_max_tokens")
+        st.number_input(
+            "Latency budget (s)",
+            1.0,
+            3600.0,
+            step=10.0,
+            key="opt_budget",
+            help="Auto mode reads whole documents (LC) when that is predicted to take less than this; "
+            "otherwise it retrieves passages (RAG).",
+        )
+        with st.expander("Chunking (documents ingested from now on)"):
+            st.slider("Tokens per chunk", 32, 512, step=8, key="opt_chunk_tokens")
+            st.slider("Overlap (tokens)", 0, 128, step=8, key="opt_chunk_overlap")
+        st.caption(
+            f"Embedder: {base.embedding.model} · data: {base.data_dir} · "
+            f"settings apply to this browser tab only"
+        )
+    state["opts"] = UIOptions(
+        backend=backend,
+        model=model or "",
+        base_url=state["opt_base_url"],
+        api_key=state["opt_api_key"],
+        max_tokens=int(state["opt_max_tokens"]),
+        top_k=int(state["opt_top_k"]),
+        chunk_tokens=int(state["opt_chunk_tokens"]),
+        chunk_overlap=int(state["opt_chunk_overlap"]),
+        latency_budget_s=float(state["opt_budget"]),
+    )
+
+
+# -- citations -----------------------------------------------------------------------------
+def citation_panel(lib: Library, lib_key: str, c, turn: int, prefix: str) -> None:
+    with st.container(border=True):
+        st.markdown(f'<div id="{src.anchor_id(turn, c.number, prefix)}"></div>', unsafe_allow_html=True)
+        head, badge = st.columns([5, 1], vertical_alignment="center")
+        head.markdown(f"**[{c.number}] {Path(c.source_path).name}** · {src.location_label(c)}")
+        with badge:
+            if c.verified:
+                st.badge("verified", icon=":material/check:", color="green")
+            else:
+                st.badge("unverified", icon=":material/warning:", color="orange")
+        st.caption(src.explain_status(c))
+        try:
+            doc = get_document(lib_key, c.doc_id, lib)
+        except Exception:
+            st.info("This document is no longer in the library; the quote was:")
+            st.markdown(f"> {c.quote}")
+            return
+        if doc.media_type == "pdf" and c.pages:
+            text_col, page_col = st.columns([1, 1])
+            with text_col:
+                st.markdown(src.passage(doc.text, c.span).to_html(reflow=True), unsafe_allow_html=True)
+            with page_col:
+                pdf_page(c.source_path, c.pages[0], c.quote)
+        elif doc.segments and c.time:
+            st.markdown(f"**{src.fmt_range(c.time)}**")
+            st.markdown(src.cues_html(src.cue_lines(doc, c.span)), unsafe_allow_html=True)
+            media = src.find_media(c.source_path)
+            if media is None:
+                st.caption("No audio or video file next to the transcript, so there is no player.")
+            elif media.kind == "video":
+                st.video(str(media.path), start_time=int(c.time[0]))
+            else:
+                st.audio(str(media.path), start_time=int(c.time[0]))
+        else:
+            st.markdown(src.passage(doc.text, c.span).to_html(), unsafe_allow_html=True)
+
+
+def pdf_page(path: str, page: int, quote: str) -> None:
+    p = Path(path)
+    try:
+        img = page_image(str(p), p.stat().st_mtime if p.exists() else 0.0, page, quote)
+    except Exception as exc:
+        st.caption(str(explain(exc)))
+        return
+    if img.closeup is not None:
+        st.image(
+            img.closeup, caption=f"Page {page} of {img.n_pages}, cited words highlighted", width="stretch"
+        )
+    else:
+        st.caption(f"The cited words could not be located on page {page}; the whole page is shown.")
+    with st.expander(f"Whole page {page}", expanded=img.closeup is None):
+        st.image(img.png, width="stretch")
+
+
+def answer_block(lib: Library, lib_key: str, out: Outcome, turn: int, prefix: str = "src") -> None:
+    if out.problem is not None:
+        show_problem(out.problem)
+        return
+    ans = out.answer
+    assert ans is not None
+    known = {c.number for c in ans.citations}
+    st.markdown(src.link_markers(ans.text, turn, known, prefix))
+    cols = st.columns([1, 8], vertical_alignment="center")
+    with cols[0]:
+        st.badge(ans.mode.upper(), color="blue" if ans.mode == "rag" else "violet")
+    cols[1].caption(("Forced: " if ans.route.forced else "Router: ") + ans.route.reason)
+    u = ans.usage
+    verified = sum(c.verified for c in ans.citations)
+    st.caption(
+        f"{u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion tokens · {u.seconds:.1f} s · "
+        f"{ans.model} · {verified}/{len(ans.citations)} citations verified"
+        + (f" · {ans.retrieval}" if ans.retrieval else "")
+    )
+    if ans.citations:
+        with st.expander(f"Sources ({len(ans.citations)})", expanded=True):
+            for c in ans.citations:
+                citation_panel(lib, lib_key, c, turn, prefix)
+    else:
+        st.caption("No citation: no passage was found that supports this answer.")
+
+
+# -- tabs -----------------------------------------------------------------------------------
+def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
+    rows = lib.ready()
+    if not rows:
+        empty_library(lib, base)
+        return
+    names = doc_names(rows)
+    left, right = st.columns([3, 2])
+    scope = left.multiselect(
+        "Documents", list(names), format_func=lambda d: names[d], placeholder="All documents", key="scope"
+    )
+    picked = right.segmented_control(
+        "Mode",
+        list(MODE_LABELS),
+        format_func=lambda m: MODE_LABELS[m],
+        default="auto",
+        required=True,
+        key="mode",
+    )
+    mode: Mode = "rag" if picked == "rag" else "lc" if picked == "lc" else "auto"
+    chat: list[Turn] = st.session_state.setdefault("chat", [])
+    conversation = st.container()  # above the input, so the input stays at the bottom
+    question = st.chat_input("Ask a question about your documents", key="question")
+    with conversation:
+        for i, turn in enumerate(chat):
+            with st.chat_message("user"):
+                st.markdown(turn.question)
+            with st.chat_message("assistant"):
+                answer_block(lib, lib_key, turn.outcome, i)
+        if not question:
+            return
+        with st.chat_message("user"):
+            st.markdown(question)
+        with st.chat_message("assistant"):
+            settings = session_settings(base)
+            if settings is None:
+                return
+            try:
+                view = view_for(lib, settings)
+            except Exception as exc:
+                out = Outcome(None, explain(exc, settings), 0.0, mode)
+            else:
+                with st.spinner("Reading and answering… (the answer appears when it is complete)"):
+                    out = lib.ask(view, question, mode, scope)
+            answer_block(lib, lib_key, out, len(chat))
+    chat.append(Turn(question, mode, tuple(scope), out))
+
+
+def compare_tab(lib: Library, lib_key: str, base: Settings) -> None:
+    rows = lib.ready()
+    if not rows:
+        empty_library(lib, base, key="cmp_samples")
+        return
+    st.markdown("The same question answered with retrieval (RAG) and with whole documents (LC).")
+    names = doc_names(rows)
+    with st.form("compare"):
+        question = st.text_input("Question", key="cmp_question")
+        scope = st.multiselect(
+            "Documents",
+            list(names),
+            format_func=lambda d: names[d],
+            placeholder="All documents",
+            key="cmp_scope",
+        )
+        go = st.form_submit_button("Compare RAG and LC", type="primary")
+    if go and question.strip():
+        settings = session_settings(base)
+        if settings is None:
+            return
+        try:
+            view = view_for(lib, settings)
+        except Exception as exc:
+            show_problem(explain(exc, settings))
+            return
+        results = []
+        for mode in ("rag", "lc"):
+            with st.spinner(f"Answering with {MODE_LABELS[mode]}…"):
+                results.append(lib.ask(view, question, mode, scope))
+        st.session_state["comparison"] = (question, results)
+    elif go:
+        st.warning("Type a question first.")
+    if "comparison" not in st.session_state:
+        return
+    question, results = st.session_state["comparison"]
+    st.markdown(f"#### {question}")
+    table = []
+    for out in results:
+        a = out.answer
+        table.append(
+            {
+                "mode": MODE_LABELS[out.mode],
+                "seconds": round(out.seconds, 2),
+                "prompt tokens": a.usage.prompt_tokens if a else None,
+                "completion tokens": a.usage.completion_tokens if a else None,
+                "citations verified": f"{sum(c.verified for c in a.citations)}/{len(a.citations)}"
+                if a
+                else "–",
+                "status": "answered" if a else "failed",
+            }
+        )
+    st.dataframe(table, hide_index=True)
+    for col, out in zip(st.columns(2), results):
+        with col:
+            st.subheader(MODE_LABELS[out.mode])
+            if out.answer is not None:
+                m1, m2 = st.columns(2)
+                m1.metric("Time", f"{out.seconds:.1f} s")
+                m2.metric(
+                    "Tokens", f"{out.answer.usage.prompt_tokens + out.answer.usage.completion_tokens:,}"
+                )
+            answer_block(lib, lib_key, out, 0, prefix=f"cmp-{out.mode}")
+
+
+def empty_library(lib: Library, base: Settings, key: str = "samples") -> None:
+    st.info(
+        "The library is empty. Add documents on the **Library** tab, or start with the two bundled "
+        "samples (a 5-page PDF about word processors and a story excerpt)."
+    )
+    if st.button("Load the sample documents", key=key, type="primary"):
+        run_ingest(lib, base, [SAMPLES])
+        st.rerun()
+
+
+def run_ingest(lib: Library, base: Settings, paths: list[Path]) -> None:
+    settings = session_settings(base)
+    if settings is None:
+        return
+    bar = st.progress(0.0, text="Starting…")
+
+    def on_progress(step: IngestStep) -> None:
+        name = Path(step.path).name if step.path else "done"
+        bar.progress(min(1.0, step.fraction), text=f"{step.done}/{step.total} files · {name}")
+
+    t0 = time.perf_counter()
+    try:
+        with st.spinner("Ingesting (the embedder loads on first use)…"):
+            report = lib.ingest(settings, paths, on_progress)
+    except Exception as exc:
+        bar.empty()
+        show_problem(explain(exc, settings))
+        return
+    bar.progress(1.0, text=f"Finished in {time.perf_counter() - t0:.1f} s")
+    st.session_state["last_ingest"] = report
+
+
+def library_tab(lib: Library, base: Settings) -> None:
+    state = st.session_state
+    state.setdefault("upload_round", 0)
+    st.subheader("Add documents")
+    up_col, dir_col = st.columns(2)
+    with up_col:
+        uploads = st.file_uploader(
+            "Upload files",
+            type=UPLOAD_TYPES,
+            accept_multiple_files=True,
+            key=f"uploads_{state['upload_round']}",
+        )
+        if st.button("Ingest uploaded files", disabled=not uploads, type="primary"):
+            folder = base.data_dir / "uploads"
+            try:
+                paths = [save_upload(folder, f.name, f.getvalue()) for f in uploads or []]
+            except Exception as exc:
+                show_problem(explain(exc, base))
+            else:
+                run_ingest(lib, base, paths)
+                state["upload_round"] += 1
+    with dir_col:
+        folder_text = st.text_input(
+            "Folder or file on the server", key="server_path", placeholder="/data/reports"
+        )
+        if st.button("Ingest from the server", disabled=not folder_text.strip()):
+            target = Path(folder_text.strip()).expanduser()
+            if not target.exists():
+                show_problem(
+                    Problem(
+                        f"There is no file or folder '{target}' on the server",
+                        "Check the path; it is read on the server, not on your computer.",
+                    )
+                )
+            else:
+                run_ingest(lib, base, [target])
+        if st.button("Load the sample documents", key="lib_samples"):
+            run_ingest(lib, base, [SAMPLES])
+    report = state.get("last_ingest")
+    if report is not None:
+        (st.success if not report.failed else st.warning)(f"Last ingest: {report.summary()}")
+        for path, why in report.failed:
+            st.error(f"**{Path(path).name}**: {why}", icon=":material/error:")
+        for path, warning in report.warnings:
+            st.warning(f"**{Path(path).name}**: {warning}")
+
+    st.subheader("Library")
+    rows = lib.rows()
+    if not rows:
+        st.caption("Nothing ingested yet.")
+        return
+    st.dataframe(
+        [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "size": r.size,
+                "chunks": r.chunks,
+                "status": r.status,
+                "warnings": r.warnings,
+                "ingested": r.ingested_at,
+                "id": r.doc_id,
+            }
+            for r in rows
+        ],
+        hide_index=True,
+    )
+    names = {r.doc_id: f"{r.name} ({r.doc_id[:8]})" for r in rows}
+    doomed = st.multiselect(
+        "Remove from the library", list(names), format_func=lambda d: names[d], key="doomed"
+    )
+    if st.button(f"Delete {len(doomed)} document(s)", disabled=not doomed):
+        try:
+            n = lib.delete(doomed)
+        except Exception as exc:
+            show_problem(explain(exc, base))
+        else:
+            st.session_state.pop("scope", None)
+            st.session_state.pop("doomed", None)
+            st.toast(f"Deleted {len(doomed)} document(s) and their {n} passages from the index.")
+            st.rerun()
+
+
+def eval_tab(base: Settings) -> None:
+    st.markdown("Reports written by the eval harness: plots, tables and summaries.")
+    default = next(
+        (str(p) for p in (base.data_dir / "reports", Path("reports"), Path("artifacts")) if p.is_dir()),
+        str(base.data_dir / "reports"),
+    )
+    root = st.text_input("Report folder on the server", value=default, key="report_root")
+    reports = find_reports([Path(root).expanduser()])
+    if not reports:
+        st.info(f"No report found under '{root}'. Run the eval harness and point this at its output folder.")
+        return
+    chosen = st.selectbox(
+        "Report",
+        reports,
+        format_func=lambda r: f"{r.name} ({time.strftime('%Y-%m-%d %H:%M', time.localtime(r.modified))})",
+    )
+    for f in chosen.files:
+        try:
+            if f.kind == "markdown":
+                st.markdown(f.path.read_text(encoding="utf-8", errors="replace"))
+            elif f.kind == "image":
+                st.image(str(f.path), caption=f.path.name)
+            elif f.kind == "table":
+                st.markdown(f"**{f.path.name}**")
+                st.dataframe(read_table(f.path), hide_index=True)
+            elif f.kind == "json":
+                with st.expander(f.path.name):
+                    st.json(f.path.read_text(encoding="utf-8"))
+            elif f.kind == "html":
+                with st.expander(f.path.name, expanded=len(chosen.files) == 1):
+                    st.components.v1.html(f.path.read_text(encoding="utf-8"), height=600, scrolling=True)
+            else:
+                with st.expander(f.path.name):
+                    st.code(f.path.read_text(encoding="utf-8", errors="replace")[:20000])
+        except Exception as exc:
+            st.warning(f"{f.path.name}: {explain(exc)}")
+
+
+# -- page ------------------------------------------------------------------------------------
+def main() -> None:
+    st.set_page_config(page_title="longqa · ask long documents", page_icon="📚", layout="wide")
+    base = Settings()  # type: ignore[call-arg]  # pydantic-settings fills it
+    sidebar(base)
+    key = library_key(base)
+    with st.spinner("Opening the library…"):
+        lib = get_library(key, base)
+    ask, compare, library, evals = st.tabs(TABS, key="tab", on_change="rerun")
+    if ask.open:
+        with ask:
+            ask_tab(lib, key, base)
+    if compare.open:
+        with compare:
+            compare_tab(lib, key, base)
+    if library.open:
+        with library:
+            library_tab(lib, base)
+    if evals.open:
+        with evals:
+            eval_tab(base)
 
 
 try:
-    svc = get_service()
-except Exception as exc:  # shown as a message, never a stack trace
-    st.error(f"longqa could not start: {exc}")
-    st.stop()
-
-with st.sidebar:
-    st.header("Library")
-    uploads = st.file_uploader("Add documents", type=["pdf", "txt", "md"], accept_multiple_files=True)
-    if uploads and st.button("Ingest uploads"):
-        folder = Path(tempfile.mkdtemp(prefix="longqa-upload-"))
-        paths = []
-        for up in uploads:
-            target = folder / Path(up.name).name  # never outside the upload folder
-            target.write_bytes(up.getvalue())
-            paths.append(target)
-        with st.spinner("Ingesting…"):
-            report = svc.ingest(paths)
-        st.success(report.summary())
-        for _p, why in report.failed:
-            st.warning(why)
-    docs = svc.documents()
-    labels = {d.doc_id: f"{Path(d.source_path).name} ({d.n_pages or '–'} p.)" for d in docs}
-    chosen = st.multiselect("Ask over", list(labels), format_func=labels.get, placeholder="all documents")
-    mode = st.radio("Mode", ["auto", "rag", "lc"], horizontal=True)
-
-st.title("Ask your documents")
-question = st.chat_input("Ask a question about the documents")
-if question:
-    with st.chat_message("user"):
-        st.write(question)
-    with st.chat_message("assistant"):
-        try:
-            with st.spinner("Thinking…"):
-                ans = svc.ask(question, mode=mode, doc_ids=chosen or None)  # type: ignore[arg-type]
-        except Exception as exc:
-            st.error(str(exc))
-            st.stop()
-        st.markdown(ans.text)
-        st.caption(f"**{ans.mode.upper()}** · {ans.route.reason}")
-        for c in ans.citations:
-            badge = "✅ verified" if c.verified else "⚠️ unverified"
-            with st.expander(f"[{c.number}] {Path(c.source_path).name}, {where(c)} · {badge}"):
-                st.markdown(f"> {c.quote}")
-        u = ans.usage
-        st.caption(
-            f"{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens · "
-            f"{u.seconds:.1f} s · {ans.model}"
-        )
+    main()
+except Exception as exc:  # a friendly message with the fix, never a stack trace
+    show_problem(explain(exc))

@@ -1,24 +1,61 @@
-"""The two answer modes: RAG (retrieved chunks) and LC (whole documents in the window)."""
+"""The two answer modes: RAG (retrieved chunks) and LC (whole documents in the window).
+
+LC mode on documents longer than the window (``overflow``):
+
+- ``refuse``: raise, naming the fix;
+- ``middle_cut``: LaRA's long-context baseline: keep the beginning and the end of the text,
+  drop the middle, so the prompt fits;
+- ``map_reduce``: Chain-of-Agents style: read the text in window-sized parts, in order, each
+  step updating notes for the question (quotes copied from the part); then answer from the
+  notes;
+- ``auto``: the middle cut when it drops at most ``AUTO_CUT_MAX_DROP`` of the text, else
+  map-reduce.
+
+Both keep the stable layout (instructions and material first, question last), so a document,
+a cut document or a part read once is a reusable KV prefix for the next question.
+"""
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from app.citations import Source, cite, locate_quote, make_citation, strip_markers
-from app.llm.base import Generation, Generator
-from app.prompts import NOT_FOUND, is_refusal, lc_messages, rag_messages, source_label
+from app.llm.base import Generation, Generator, LLMError, Message
+from app.prompts import (
+    LC_SYSTEM,
+    NOT_FOUND,
+    READ_PART_SYSTEM,
+    answer_from_notes_messages,
+    is_refusal,
+    lc_messages,
+    rag_messages,
+    read_part_messages,
+    source_label,
+)
 from indexes.hybrid import Retrieved
+from pipeline.textspan import sentence_spans
 from pipeline.types import Chunk, Citation, Document, Span
+
+LCOverflow = Literal["refuse", "middle_cut", "map_reduce", "auto"]
+AUTO_CUT_MAX_DROP = 0.25  # "auto" cuts the middle when that drops at most this share of tokens
+PROMPT_OVERHEAD = 64  # chat template and labels around the material
+QUESTION_ALLOWANCE = 200  # tokens kept for the question, whatever its length (see lc_capacity)
+CUT_MARK = "\n\n[...]\n\n"
 
 
 @dataclass(frozen=True)
 class ModeResult:
     text: str
     citations: list[Citation]
-    generation: Generation
+    generation: Generation  # summed over every model call
     refused: bool
+    strategy: str = ""  # "rag", "full", "middle_cut" or "map_reduce"
+    note: str = ""  # what LC did with documents longer than the window, in words
+    calls: int = 1
 
 
 def location(doc: Document, span: Span) -> str:
@@ -36,6 +73,7 @@ def fmt_time(seconds: float) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
+# -- RAG -----------------------------------------------------------------------------------
 def answer_rag(
     question: str,
     retrieved: Sequence[Retrieved],
@@ -56,12 +94,87 @@ def answer_rag(
     text = gen_out.text or NOT_FOUND
     refused = is_refusal(text)
     shown, cites = cite(text, sources, match_unmarked=not refused)
-    return ModeResult(shown, cites, gen_out, refused)
+    return ModeResult(shown, cites, gen_out, refused, strategy="rag")
 
 
-_EVIDENCE = re.compile(r"\n?\s*\**evidence\**\s*:\s*(.*)$", re.IGNORECASE | re.DOTALL)
+# -- fitting long documents ----------------------------------------------------------------
+def _fit_chars(text: str, budget: int, gen: Generator, *, from_end: bool = False) -> int:
+    """Most leading (or, ``from_end``, trailing) characters of ``text`` within ``budget`` tokens,
+    cut at white space."""
+    n = gen.count_tokens(text)
+    if n <= budget:
+        return len(text)
+    keep = int(len(text) * budget / max(n, 1))
+    while keep > 0:
+        if from_end:
+            cut = text.find(" ", len(text) - keep)
+            cut = len(text) - cut if 0 <= cut < len(text) - keep * 0.9 else keep
+            piece = text[len(text) - cut :]
+        else:
+            cut = text.rfind(" ", 0, keep)
+            cut = cut if cut > keep * 0.9 else keep
+            piece = text[:cut]
+        if gen.count_tokens(piece) <= budget:
+            return cut
+        keep = int(keep * 0.98)
+    return 0
 
 
+def middle_cut(doc: Document, budget: int, gen: Generator) -> tuple[str, list[Span]]:
+    """LaRA's cut: the beginning and the end of the text within ``budget`` tokens.
+
+    Returns the text to show the model (head, a cut mark, tail) and the spans kept."""
+    text = doc.text
+    if gen.count_tokens(text) <= budget:
+        return text, [Span(0, len(text))]
+    half = max(1, (budget - gen.count_tokens(CUT_MARK)) // 2)
+    head = _fit_chars(text, half, gen)
+    tail_start = max(head, len(text) - _fit_chars(text, half, gen, from_end=True))
+    return text[:head] + CUT_MARK + text[tail_start:], [Span(0, head), Span(tail_start, len(text))]
+
+
+def split_parts(doc: Document, budget: int, gen: Generator) -> list[Span]:
+    """The document cut into consecutive parts of at most ``budget`` tokens, at paragraph or
+    sentence ends where possible."""
+    text = doc.text
+    parts: list[Span] = []
+    start = 0
+    while start < len(text):
+        rest = text[start:]
+        n = _fit_chars(rest, budget, gen)
+        if n >= len(rest):
+            parts.append(Span(start, len(text)))
+            break
+        cut = max(rest.rfind("\n\n", 0, n), rest.rfind(". ", 0, n) + 1)
+        n = cut if cut > n * 0.7 else max(n, 1)
+        parts.append(Span(start, start + n))
+        start += n
+    return parts
+
+
+def lc_capacity(gen: Generator, question: str, max_tokens: int, n_docs: int = 1) -> int:
+    """Tokens of document text that fit an LC prompt. Questions up to QUESTION_ALLOWANCE tokens
+    get the same capacity, so a cut or split document is the same reusable prefix for each."""
+    question_tokens = max(QUESTION_ALLOWANCE, gen.count_tokens(question))
+    overhead = gen.count_tokens(LC_SYSTEM) + question_tokens + PROMPT_OVERHEAD + 32 * n_docs
+    return gen.context_window - max_tokens - overhead
+
+
+def lc_plan(doc_tokens: int, capacity: int, overflow: LCOverflow) -> str:
+    """Which LC strategy reads ``doc_tokens`` through a ``capacity``-token budget."""
+    if doc_tokens <= capacity:
+        return "full"
+    if overflow == "refuse":
+        raise ValueError(
+            f"the documents have {doc_tokens:,} tokens, more than the {capacity:,} that fit the window; "
+            "use RAG mode, or set llm.lc_overflow to middle_cut, map_reduce or auto"
+        )
+    if overflow == "auto":
+        return "middle_cut" if 1 - capacity / doc_tokens <= AUTO_CUT_MAX_DROP else "map_reduce"
+    return overflow
+
+
+# -- LC ------------------------------------------------------------------------------------
 def answer_lc(
     question: str,
     docs: Sequence[Document],
@@ -70,35 +183,182 @@ def answer_lc(
     *,
     max_tokens: int,
     temperature: float = 0.0,
+    overflow: LCOverflow = "refuse",
+    notes_tokens: int = 256,
 ) -> ModeResult:
-    gen_out = gen.generate(
-        lc_messages(question, [(d.title, d.text) for d in docs]),
-        max_tokens=max_tokens,
-        temperature=temperature,
+    capacity = lc_capacity(gen, question, max_tokens, len(docs))
+    if capacity < 256:
+        raise ValueError(
+            f"{gen.name}: a {gen.context_window:,}-token window leaves {capacity} tokens for the document "
+            f"after the instructions, the question and {max_tokens} answer tokens; lower llm.max_tokens, "
+            "use RAG mode or a model with a larger window"
+        )
+    counts = [gen.count_tokens(d.text) for d in docs]
+    plan = lc_plan(sum(counts), capacity, overflow)
+    if plan == "map_reduce":
+        return _map_reduce(question, docs, chunks, gen, max_tokens, temperature, notes_tokens)
+    note = ""
+    material = [(d.title, d.text) for d in docs]
+    read: dict[str, list[Span]] = {}
+    if plan == "middle_cut":
+        total = sum(counts)
+        material, kept = [], 0
+        for d, n in zip(docs, counts):
+            text, spans = middle_cut(d, capacity * n // total, gen)
+            material.append((d.title, text))
+            read[d.doc_id] = spans
+            kept += sum(len(s) for s in spans)
+        share = kept / max(1, sum(len(d.text) for d in docs))
+        note = (
+            "the documents are longer than the window: LC read their beginning and end "
+            f"({share:.0%} of the text)"
+        )
+    gen_out = gen.generate(lc_messages(question, material), max_tokens=max_tokens, temperature=temperature)
+    result = _cite_lc(gen_out.text, [], docs, chunks, gen_out, read)
+    return replace(result, strategy=plan, note=note)
+
+
+def _sum(gens: Sequence[Generation]) -> Generation:
+    return Generation(
+        text=gens[-1].text,
+        prompt_tokens=sum(g.prompt_tokens for g in gens),
+        completion_tokens=sum(g.completion_tokens for g in gens),
+        seconds=sum(g.seconds for g in gens),
+        cached_tokens=sum(g.cached_tokens for g in gens),
+        finish_reason=gens[-1].finish_reason,
+        # The answer's first token comes after every earlier call (reading the parts).
+        first_token_s=sum(g.seconds for g in gens[:-1]) + gens[-1].first_token_s,
     )
-    raw = gen_out.text or NOT_FOUND
+
+
+def _map_reduce(
+    question: str,
+    docs: Sequence[Document],
+    chunks: Sequence[Chunk],
+    gen: Generator,
+    max_tokens: int,
+    temperature: float,
+    notes_tokens: int,
+) -> ModeResult:
+    question_tokens = max(QUESTION_ALLOWANCE, gen.count_tokens(question))
+    overhead = gen.count_tokens(READ_PART_SYSTEM) + question_tokens + 2 * notes_tokens + PROMPT_OVERHEAD
+    budget = gen.context_window - overhead
+    if budget < 256:
+        raise LLMError(
+            f"{gen.name}: a {gen.context_window:,}-token window leaves no room to read parts of the "
+            "document; use RAG mode or a model with a larger window"
+        )
+    gens: list[Generation] = []
+    notes = ""
+    total = 0
+    for d in docs:
+        parts = split_parts(d, budget, gen)
+        total += len(parts)
+        for i, span in enumerate(parts, start=1):
+            msgs = read_part_messages(question, d.title, d.text[span.start : span.end], i, len(parts), notes)
+            out = gen.generate(msgs, max_tokens=notes_tokens, temperature=temperature)
+            gens.append(out)
+            if out.text.strip():
+                notes = out.text.strip()
+    title = docs[0].title if len(docs) == 1 else f"{len(docs)} documents"
+    final = gen.generate(
+        answer_from_notes_messages(question, title, notes), max_tokens=max_tokens, temperature=temperature
+    )
+    gens.append(final)
+    quotes = [a or b for a, b in _QUOTED.findall(notes)]
+    result = _cite_lc(final.text, quotes, docs, chunks, _sum(gens))
+    note = f"the documents are longer than the window: LC read them in {total} parts and answered from notes"
+    return replace(result, strategy="map_reduce", note=note, calls=len(gens))
+
+
+_QUOTED = re.compile(r"\"([^\"]{20,})\"|\u201c([^\u201d]{20,})\u201d")
+_EVIDENCE = re.compile(r"\n?\s*\**evidence\**\s*:\s*(.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def _tidy(answer: str) -> str:
+    """The answer without a dangling lead-in to the evidence ("..., then '")."""
+    answer = answer.strip()
+    answer = re.sub(r"[\s,;:'\"\u201c\u201d(]*(?:\b(?:then|and)\b[\s'\"\u201c\u201d]*)?$", "", answer)
+    return answer.strip()
+
+
+def _cite_lc(
+    raw: str,
+    more_quotes: Sequence[str],
+    docs: Sequence[Document],
+    chunks: Sequence[Chunk],
+    gen_out: Generation,
+    read: dict[str, list[Span]] | None = None,
+) -> ModeResult:
+    """The answer text and its citation: the model's evidence quote located in the documents
+    (or, failing that, a quote from the notes), else the answer's claims matched to the
+    passages the model read (``read``: spans per document; default: all of it).
+
+    Each citation is checked against a passage of a few sentences around its quote, not a
+    whole chunk, so ``verified`` means the text next to the quote carries the claim's words."""
+    raw = raw or NOT_FOUND
     m = _EVIDENCE.search(raw)
     # The LC prompt numbers no sources, so any [n] the model writes is meaningless.
-    answer = strip_markers(raw[: m.start()] if m else raw).strip() or NOT_FOUND
-    evidence = m.group(1).strip() if m else ""
+    answer = _tidy(strip_markers(raw[: m.start()] if m else raw)) or NOT_FOUND
+    evidence = m.group(1).strip().strip("\"'\u201c\u201d ") if m else ""
     refused = is_refusal(answer)
-    by_id = {d.doc_id: d for d in docs}
-    sources = [Source(i, by_id[c.doc_id], c.span, c) for i, c in enumerate(chunks, start=1)]
     if refused:
         return ModeResult(answer, [], gen_out, refused)
+    homes = {
+        d.doc_id: sorted((c for c in chunks if c.doc_id == d.doc_id), key=lambda c: c.span.start)
+        for d in docs
+    }
+    for quote in [q for q in [evidence, *more_quotes] if q]:
+        for d in docs:
+            span = locate_quote(quote, d)
+            if span is None:
+                continue
+            # The model's quote is in the document: cite it, checked against the sentences around it.
+            around = _around(d.text, span)
+            src = Source(1, d, around, _home(homes[d.doc_id], span.start))
+            cite_one = make_citation(1, answer, src, origin="quote", quote=span)
+            return ModeResult(f"{answer} [1]", [cite_one], gen_out, refused)
+    # No quote we can find: match the answer's claims to windows of sentences the model read.
+    sources: list[Source] = []
     for d in docs:
-        span = locate_quote(evidence, d) if evidence else None
-        if span is None:
-            continue
-        # The model's quote is in the document: cite it, checked against its chunk.
-        home = next(
-            (s for s in sources if s.doc.doc_id == d.doc_id and s.span.start <= span.start < s.span.end), None
-        )
-        src = Source(1, d, home.span if home else span, home.chunk if home else None)
-        cite_one = make_citation(1, answer, src, origin="quote", quote=span)
-        return ModeResult(f"{answer} [1]", [cite_one], gen_out, refused)
-    # No quote we can find: match the answer's claims to the document's chunks, renumbered 1..n.
+        for a, b in _windows(d.text, (read or {}).get(d.doc_id) or [Span(0, len(d.text))]):
+            sources.append(Source(len(sources) + 1, d, Span(a, b), _home(homes[d.doc_id], a)))
     shown, found = cite(answer, sources, match_unmarked=True)
     renumber = {c.number: i for i, c in enumerate(found, start=1)}
     shown = re.sub(r"\[(\d+)\]", lambda mm: f"[{renumber.get(int(mm.group(1)), 0)}]", shown)
     return ModeResult(shown, [replace(c, number=renumber[c.number]) for c in found], gen_out, refused)
+
+
+def _home(chunks: Sequence[Chunk], pos: int) -> Chunk | None:
+    """The chunk (of one document, sorted by start) that holds character ``pos``."""
+    starts = [c.span.start for c in chunks]
+    i = bisect.bisect_right(starts, pos) - 1
+    return chunks[i] if i >= 0 and chunks[i].span.start <= pos < chunks[i].span.end else None
+
+
+def _around(text: str, span: Span, extra: int = 1, reach: int = 1500) -> Span:
+    """The sentences touching ``span`` plus ``extra`` sentences on each side."""
+    lo, hi = max(0, span.start - reach), min(len(text), span.end + reach)
+    sents = sentence_spans(text, lo, hi)
+    idx = [i for i, (a, b) in enumerate(sents) if a < span.end and span.start < b]
+    if not idx:
+        return span
+    first, last = max(0, idx[0] - extra), min(len(sents) - 1, idx[-1] + extra)
+    return Span(min(sents[first][0], span.start), max(sents[last][1], span.end))
+
+
+def _windows(text: str, spans: Sequence[Span], width: int = 2) -> list[tuple[int, int]]:
+    """Overlapping windows of ``width`` consecutive sentences inside ``spans``."""
+    out: list[tuple[int, int]] = []
+    for sp in spans:
+        sents = sentence_spans(text, sp.start, sp.end)
+        for i in range(max(1, len(sents) - width + 1)):
+            group = sents[i : i + width]
+            out.append((group[0][0], group[-1][1]))
+    return out
+
+
+def lc_prefix_messages(docs: Sequence[Document]) -> list[Message]:
+    """The LC prompt up to its reusable prefix (any question): for ``cached_prefix_tokens``
+    and for reading a document ahead of its questions."""
+    return lc_messages("", [(d.title, d.text) for d in docs])

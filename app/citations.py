@@ -189,13 +189,87 @@ def _normalise(text: str) -> tuple[str, list[int]]:
     return "".join(out), pos
 
 
-def locate_quote(quote: str, doc: Document) -> Span | None:
-    """Where ``quote`` occurs in the document, ignoring case and white space; None if absent."""
-    q, _ = _normalise(quote.strip().strip("\"'\u201c\u201d"))
+def locate_quote(quote: str, doc: Document, *, min_overlap: float = 0.6) -> Span | None:
+    """Where ``quote`` occurs in the document; None if it does not.
+
+    First an exact match ignoring case and white space. Failing that, the model may have
+    changed a few words (punctuation, a dropped article, a typo) or the source may have lost
+    its spaces: :func:`_fuzzy_locate` aligns letters and digits only. The returned span
+    always points at document text, never at the model's words.
+    """
+    cleaned = quote.strip().strip("\"'\u201c\u201d")
+    q, _ = _normalise(cleaned)
     if len(q) < 12:
         return None
     norm, pos = _normalise(doc.text)
     i = norm.find(q)
-    if i < 0:
+    if i >= 0:
+        return Span(pos[i], pos[i + len(q) - 1] + 1)
+    span = _fuzzy_locate(cleaned, doc.text, min_overlap)
+    return _whole_sentences(doc.text, span) if span is not None else None
+
+
+def _whole_sentences(text: str, span: Span, max_grow: int = 300) -> Span:
+    """A fuzzy match widened to the sentences it touches (or at least to whole words), so the
+    quote shown reads as the source's own sentence rather than a fragment."""
+    lo, hi = max(0, span.start - max_grow), min(len(text), span.end + max_grow)
+    touched = [(a, b) for a, b in sentence_spans(text, lo, hi) if a < span.end and span.start < b]
+    if touched and (touched[0][0] > lo or lo == 0) and (touched[-1][1] < hi or hi == len(text)):
+        return Span(touched[0][0], touched[-1][1])
+    a, b = span.start, span.end
+    while a > 0 and text[a - 1].isalnum():
+        a -= 1
+    while b < len(text) and text[b].isalnum():
+        b += 1
+    return Span(a, b)
+
+
+def _alnum(text: str) -> tuple[str, list[int]]:
+    """Lower-cased letters and digits only, with each one's offset in ``text``."""
+    keep = [(i, ch.lower()) for i, ch in enumerate(text) if ch.isalnum()]
+    return "".join(ch for _, ch in keep), [i for i, _ in keep]
+
+
+def _fuzzy_locate(quote: str, text: str, min_overlap: float, gram: int = 8, step: int = 4) -> Span | None:
+    """Align the quote's letters and digits to the document's by shared 8-character pieces.
+
+    Every piece of the quote votes for where the quote would start in the document; the
+    largest group of votes that agree within a few characters wins when it holds at least
+    ``min_overlap`` of the pieces. Spaces and punctuation are ignored, so words the source
+    ran together ("whichcontains") or the model re-punctuated still match.
+    """
+    qa, _ = _alnum(quote)
+    if len(qa) < 3 * gram:
         return None
-    return Span(pos[i], pos[i + len(q) - 1] + 1)
+    da, dpos = _alnum(text)
+    offsets = list(range(0, len(qa) - gram + 1, step))
+    if offsets[-1] != len(qa) - gram:
+        offsets.append(len(qa) - gram)  # the quote's last piece, so a match reaches its end
+    found: list[tuple[int, int, int]] = []  # (diagonal, piece index, document position)
+    for n, off in enumerate(offsets):
+        piece = qa[off : off + gram]
+        i = da.find(piece)
+        seen = 0
+        while i >= 0 and seen < 64:  # a piece repeated all over the document says little
+            found.append((i - off, n, i))
+            seen += 1
+            i = da.find(piece, i + 1)
+    if not found:
+        return None
+    found.sort()
+    tolerance = max(12, len(qa) // 10)  # a few inserted or dropped words
+    best: tuple[int, int, int] = (0, 0, 0)
+    lo = 0
+    for hi in range(len(found)):
+        while found[hi][0] - found[lo][0] > tolerance:
+            lo += 1
+        pieces = len({f[1] for f in found[lo : hi + 1]})
+        if pieces > best[0]:
+            best = (pieces, lo, hi)
+    pieces, lo, hi = best
+    if pieces < min_overlap * len(offsets):
+        return None
+    group = found[lo : hi + 1]
+    start = min(f[2] for f in group)
+    end = max(f[2] for f in group) + gram - 1
+    return Span(dpos[start], dpos[end] + 1)

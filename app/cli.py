@@ -248,12 +248,76 @@ def demo(
     print_answer(ans)
 
 
+@app.command()
+def batch(
+    questions: Annotated[
+        Path, typer.Option("--questions", help="CSV, TSV, JSONL, JSON or text (one a line).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Results: .csv, .jsonl or .parquet.")],
+    docs_dir: Annotated[
+        Path | None, typer.Option("--docs", help="Folder (or file) of documents; default: the library.")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="auto (router decides), rag or lc; a mode column wins.")] = "auto",
+    concurrency: Annotated[
+        int, typer.Option(help="Requests in flight (OpenAI-compatible backend; the embedded model runs 1).")
+    ] = 1,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Ask failed rows again.")] = False,
+    model: Annotated[str | None, typer.Option(help="Generator: catalog name or .gguf path.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Answer a file of questions over a folder of documents; resumable (see docs/batch.md)."""
+    from app.batch import BatchError, BatchOptions, RichProgress, run_batch
+
+    if mode not in ("auto", "rag", "lc"):
+        _fail(f"unknown mode '{mode}'; use auto, rag or lc", 2)
+    svc = _service(data_dir, model)
+    opts = BatchOptions(questions, out, docs_dir, mode, concurrency, retry_failed)  # type: ignore[arg-type]
+    try:
+        with RichProgress(console) as bar:
+            summary = run_batch(svc, opts, bar, bar.ingest)
+    except (BatchError, ModelUnavailable, LLMError) as exc:
+        _fail(str(exc), 2)
+    for note in summary.notes:
+        console.print(f"[yellow]note[/yellow] {note}", highlight=False)
+    if summary.interrupted:
+        console.print("[yellow]interrupted[/yellow]: rerun the same command to continue", highlight=False)
+    if summary.stopped:
+        console.print(f"[red]{summary.stopped}[/red]", highlight=False)
+    console.print(summary.text(), highlight=False)
+    if summary.interrupted:
+        raise typer.Exit(130)
+    if summary.failed or summary.failed_before or summary.invalid or summary.pending:
+        raise typer.Exit(1)
+
+
+def add_plugins() -> None:
+    """Subcommands from higher layers (e.g. 'longqa eval'), registered as entry points in the
+    'longqa.commands' group; app/ must not import them directly."""
+    from importlib.metadata import entry_points
+
+    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    for ep in entry_points(group="longqa.commands"):
+        if ep.name in taken:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the other commands
+            logging.getLogger(__name__).warning("cannot load the '%s' command: %s", ep.name, exc)
+            continue
+        cmds = plugin.registered_commands
+        if len(cmds) == 1 and not plugin.registered_groups and plugin.registered_callback is None:
+            app.command(name=ep.name)(cmds[0].callback)  # a single command: 'longqa NAME ARGS'
+        else:
+            app.add_typer(plugin, name=ep.name)
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(
         level=os.environ.get("LONGQA_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
+    add_plugins()
     try:
         app()
     except ModelUnavailable as exc:

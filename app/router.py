@@ -1,13 +1,77 @@
-"""A first router: document length vs the model's window, and predicted LC latency vs budget.
+"""The router: per question, RAG or long context (LC), with the reason in words.
 
-The decision is explained in words and carries the feature values it used.
+Three layers, in order:
+
+1. Hard limits (rules): the documents must fit the window, and reading them whole must fit
+   the latency budget unless their prefix is already cached.
+2. With the question known, a learned score (logistic regression; weights as data in
+   ``app/router_policy.json``) estimates how likely LC answers better than RAG, from the
+   question type (``app.qtype``), the document, the model's profile (measured long-context
+   strength, ``app/router_profiles.json``) and, when given, retrieval evidence. LC when the
+   score clears a threshold: a high one when LC must read the whole document (~10x the prompt
+   tokens of RAG), a low one when the document is cached and LC costs little.
+3. After a RAG answer (``should_fall_back``): the Self-Route rule (the answer says the
+   excerpts do not contain it, and the question does not look like a trick question) or a
+   second learned score over the answer's cues sends the question to the whole document.
+
+Every decision carries its features, so the CLI, the JSON output and the UI can show them.
+See docs/router.md for how the weights were trained and how well they do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
+from app.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier, is_refusal
 from pipeline.types import RouteDecision
+
+POLICY_PATH = Path(__file__).with_name("router_policy.json")
+PROFILES_PATH = Path(__file__).with_name("router_profiles.json")
+
+
+@dataclass(frozen=True)
+class RetrievalEvidence:
+    """What retrieval found for the question, before any answer is generated."""
+
+    top_score: float  # best dense (cosine) score among the retrieved passages
+    score_gap: float  # best minus second-best dense score
+    scatter: float  # spread of the top passages over the document: 0 one place .. 1 all over
+    n_hits: int
+
+
+def retrieval_evidence(
+    positions: Sequence[float], scores: Sequence[float | None], top: int = 5
+) -> RetrievalEvidence | None:
+    """Evidence from retrieved passages: ``positions`` are passage starts as a fraction of the
+    document (0..1), ``scores`` their dense scores (None where a passage came from BM25 only)."""
+    if not positions:
+        return None
+    dense = sorted((s for s in scores if s is not None), reverse=True)
+    pos = sorted(positions[:top])
+    # Scatter: how far apart the first and last of the top passages sit, as a share of the document.
+    spread = pos[-1] - pos[0] if len(pos) > 1 else 0.0
+    return RetrievalEvidence(
+        top_score=round(dense[0], 4) if dense else 0.0,
+        score_gap=round(dense[0] - dense[1], 4) if len(dense) > 1 else 0.0,
+        scatter=round(spread, 4),
+        n_hits=len(positions),
+    )
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """What the router knows about the generator: size and measured long-context strength."""
+
+    name: str = ""
+    params_b: float | None = None
+    # LC accuracy minus RAG accuracy (0..1 scale) measured on LaRA-like questions; None: unknown.
+    lc_advantage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -19,12 +83,253 @@ class RouteInputs:
     cached_tokens: int
     latency_budget_s: float
     window_fraction: float = 0.9
+    question: str = ""
+    retrieval: RetrievalEvidence | None = None
+    model: ModelProfile | None = None
+    doc_digit_share: float | None = None  # share of digits in the document text (tables, statements)
 
 
-def route(x: RouteInputs) -> RouteDecision:
+# -- policy -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinearScore:
+    """A logistic regression over named features: P(long context answers better than RAG)."""
+
+    features: tuple[str, ...]
+    coef: tuple[float, ...]
+    intercept: float
+
+    def score(self, feats: dict[str, float]) -> float:
+        z = self.intercept + sum(c * feats.get(f, 0.0) for f, c in zip(self.features, self.coef))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def contributions(self, feats: dict[str, float]) -> list[tuple[str, float]]:
+        """Each feature's push towards LC (+) or RAG (-), largest first."""
+        parts = [(f, c * feats.get(f, 0.0)) for f, c in zip(self.features, self.coef)]
+        return sorted(parts, key=lambda kv: -abs(kv[1]))
+
+    def to_json(self) -> dict:
+        return {
+            "features": list(self.features),
+            "coef": [round(c, 5) for c in self.coef],
+            "intercept": round(self.intercept, 5),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> LinearScore:
+        if len(d["features"]) != len(d["coef"]):
+            raise ValueError(f"policy has {len(d['features'])} features but {len(d['coef'])} weights")
+        return cls(tuple(d["features"]), tuple(float(c) for c in d["coef"]), float(d["intercept"]))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    lc: float = 0.65  # before answering: LC when the score clears this and the document must be read
+    lc_cached: float = 0.5  # ... and this when the document's prefix is cached (LC then costs little)
+    fallback: float = 0.8  # after a RAG answer: read the whole document when its score clears this
+
+
+@dataclass(frozen=True)
+class RouterPolicy:
+    """Two learned scores and their thresholds (``app/router_policy.json``).
+
+    ``before`` scores a question before anything is generated; ``after`` scores it again once
+    the RAG answer is known (a refusal or a hedged answer is a strong hint that the excerpts
+    missed something). Thresholds were chosen on training documents to maximise accuracy
+    within a prompt-token budget; per model where the model was measured.
+    """
+
+    before: LinearScore
+    after: LinearScore
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    per_model: dict[str, Thresholds] = field(default_factory=dict)
+    fallback_max_hallu: float = 0.5  # Self-Route rule: fall back only when P(unanswerable) is below
+    default_lc_advantage: dict[str, float] = field(default_factory=dict)  # by size class
+    budget: float = 0.4
+    trained_on: str = ""
+
+    def thresholds_for(self, model: str) -> Thresholds:
+        return self.per_model.get(model, self.thresholds)
+
+    def to_json(self) -> dict:
+        return {
+            "kind": "longqa-router-policy",
+            "trained_on": self.trained_on,
+            "budget": self.budget,
+            "before": self.before.to_json(),
+            "after": self.after.to_json(),
+            "thresholds": asdict(self.thresholds),
+            "per_model": {m: asdict(t) for m, t in sorted(self.per_model.items())},
+            "fallback_max_hallu": self.fallback_max_hallu,
+            "default_lc_advantage": self.default_lc_advantage,
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, data: dict) -> RouterPolicy:
+        if data.get("kind") != "longqa-router-policy":
+            raise ValueError("not a router policy file (kind != 'longqa-router-policy')")
+        return cls(
+            before=LinearScore.from_json(data["before"]),
+            after=LinearScore.from_json(data["after"]),
+            thresholds=Thresholds(**data["thresholds"]),
+            per_model={m: Thresholds(**t) for m, t in data.get("per_model", {}).items()},
+            fallback_max_hallu=float(data["fallback_max_hallu"]),
+            default_lc_advantage={k: float(v) for k, v in data.get("default_lc_advantage", {}).items()},
+            budget=float(data.get("budget", 0.4)),
+            trained_on=str(data.get("trained_on", "")),
+        )
+
+
+@lru_cache(maxsize=4)
+def load_policy(path: str = str(POLICY_PATH)) -> RouterPolicy:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"router policy '{p}' is missing; run benchmarks/router_train.py to create it"
+        )
+    return RouterPolicy.from_json(json.loads(p.read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=4)
+def load_qtype(path: str = "") -> QuestionTypeClassifier:
+    return QuestionTypeClassifier.load(path) if path else QuestionTypeClassifier.load()
+
+
+@lru_cache(maxsize=1)
+def _profiles() -> dict[str, dict[str, float]]:
+    if not PROFILES_PATH.is_file():
+        return {}
+    return json.loads(PROFILES_PATH.read_text(encoding="utf-8"))["models"]
+
+
+def model_profile(name: str, params_b: float | None = None) -> ModelProfile:
+    """A generator's profile: measured values from ``router_profiles.json`` where known."""
+    known = _profiles().get(name) or _profiles().get(Path(name).stem.lower())
+    if known:
+        return ModelProfile(name, known.get("params_b", params_b), known.get("lc_advantage"))
+    return ModelProfile(name, params_b, None)
+
+
+def digit_share(texts: Sequence[str], sample_chars: int = 100_000) -> float:
+    """Share of digits in the documents (statements and tables are number-heavy), from their starts."""
+    parts = [t[:sample_chars] for t in texts]
+    total = sum(len(p) for p in parts)
+    return round(sum(ch.isdigit() for p in parts for ch in p) / total, 5) if total else 0.0
+
+
+def size_class(params_b: float | None) -> str:
+    if params_b is None:
+        return "unknown"
+    return "small" if params_b < 10 else "medium" if params_b < 40 else "large"
+
+
+def policy_features(
+    qt: QTypePrediction,
+    model: ModelProfile | None,
+    *,
+    doc_tokens: int,
+    doc_digit_share: float | None,
+    retrieval: RetrievalEvidence | None,
+    cached: bool,
+    default_lc_advantage: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """The learned policy's inputs; training (benchmarks/router_train.py) uses this same function."""
+    model = model or ModelProfile()
+    adv = model.lc_advantage
+    if adv is None:
+        adv = (default_lc_advantage or {}).get(size_class(model.params_b), 0.0)
+    f: dict[str, float] = {f"q_{t}": qt.probs.get(t, 0.0) for t in QTYPES}
+    f["model_lc_adv"] = adv
+    f["model_log_params"] = math.log10(model.params_b) if model.params_b else 1.0
+    for t in QTYPES:
+        f[f"q_{t}_x_adv"] = f[f"q_{t}"] * adv
+    f["doc_digits"] = doc_digit_share if doc_digit_share is not None else 0.0
+    f["doc_log_ktokens"] = math.log2(max(doc_tokens, 1) / 1000)
+    f["ret_top"] = retrieval.top_score if retrieval else 0.0
+    f["ret_gap"] = retrieval.score_gap if retrieval else 0.0
+    f["ret_scatter"] = retrieval.scatter if retrieval else 0.0
+    f["ret_missing"] = 0.0 if retrieval else 1.0
+    f["cached"] = 1.0 if cached else 0.0
+    return f
+
+
+_HEDGE = re.compile(
+    r"\b(?:however|although|but|may|might|appears?|seems?|likely|possibly|not explicitly|not directly|"
+    r"unclear|based on the)\b"
+)
+_EXCERPTS = re.compile(r"\b(?:chunks?|excerpts?|passages?|provided (?:text|context|sources|information))\b")
+
+
+def answer_features(rag_answer: str) -> dict[str, float]:
+    """Cues in a RAG answer that the excerpts missed something: a refusal, hedges, talk of excerpts."""
+    t = rag_answer.lower()
+    hedges = len(_HEDGE.findall(t))
+    return {
+        "ans_refused": 1.0 if is_refusal(rag_answer) else 0.0,
+        "ans_hedged": 1.0 if hedges else 0.0,
+        "ans_hedges": min(hedges, 10) / 5,
+        "ans_log_words": math.log1p(len(t.split())) / 5,
+        "ans_has_number": 1.0 if re.search(r"\d", t) else 0.0,
+        "ans_excerpts": 1.0 if _EXCERPTS.search(t) else 0.0,
+    }
+
+
+def after_features(before: dict[str, float], p_before: float, rag_answer: str) -> dict[str, float]:
+    """The second score's inputs: the question-time features, the first score and the RAG answer."""
+    a = answer_features(rag_answer)
+    f = {**before, **a, "p_before": p_before}
+    for k, v in a.items():
+        f[f"{k}_x_p"] = v * p_before
+    return f
+
+
+# -- reasons ------------------------------------------------------------------------------------
+
+_FEATURE_WORDS = {
+    "q_location": "single-fact lookup",
+    "q_reasoning": "multi-step reasoning",
+    "q_comp": "comparison across parts",
+    "q_hallu": "looks unanswerable from the text",
+    "model_lc_adv": "the model's measured long-context strength",
+    "model_log_params": "model size",
+    "doc_digits": "number-heavy document",
+    "doc_log_ktokens": "document length",
+    "ret_top": "retrieval confidence",
+    "ret_gap": "one passage stands out",
+    "ret_scatter": "top passages scattered across the document",
+}
+
+
+def _why(contribs: list[tuple[str, float]], towards_lc: bool, skip: str = "", n: int = 2) -> str:
+    words = []
+    for name, value in contribs:
+        if (value > 0) != towards_lc or abs(value) < 0.05 or name in ("ret_missing", skip):
+            continue
+        base = name.replace("_x_adv", "")
+        text = _FEATURE_WORDS.get(base, base)
+        if name.endswith("_x_adv"):
+            text = f"{text}, given the model's long-context strength"
+        if text not in words:
+            words.append(text)
+        if len(words) == n:
+            break
+    return "; ".join(words)
+
+
+def route(
+    x: RouteInputs,
+    *,
+    policy: RouterPolicy | None = None,
+    qtype: QuestionTypeClassifier | None = None,
+) -> RouteDecision:
     capacity = int(x.window * x.window_fraction) - x.reserved_tokens
     to_read = max(0, x.doc_tokens - x.cached_tokens)
     lc_seconds = to_read / max(x.prefill_tokens_per_s, 1e-6)
+    cached = x.cached_tokens >= x.doc_tokens * 0.9 and x.doc_tokens > 0
     features = {
         "doc_tokens": float(x.doc_tokens),
         "window": float(x.window),
@@ -49,11 +354,137 @@ def route(x: RouteInputs) -> RouteDecision:
             "retrieving the relevant passages",
             features,
         )
-    cached = " and is already cached" if x.cached_tokens >= x.doc_tokens * 0.9 else ""
+    fits = (
+        f"the documents ({x.doc_tokens:,} tokens) fit the {x.window:,}-token window"
+        f"{' and are cached' if cached else ''}"
+    )
+    if not x.question.strip():
+        return RouteDecision(
+            "lc",
+            f"{fits}; reading them whole takes about {lc_seconds:,.0f} s, within the "
+            f"{x.latency_budget_s:,.0f} s budget",
+            features,
+        )
+    policy = policy or load_policy()
+    qt = (qtype or load_qtype()).predict(x.question)
+    feats = policy_features(
+        qt,
+        x.model,
+        doc_tokens=x.doc_tokens,
+        doc_digit_share=x.doc_digit_share,
+        retrieval=x.retrieval,
+        cached=cached,
+        default_lc_advantage=policy.default_lc_advantage,
+    )
+    p_lc = policy.before.score(feats)
+    th = policy.thresholds_for(x.model.name if x.model else "")
+    threshold = th.lc_cached if cached else th.lc
+    features.update({k: round(v, 4) for k, v in feats.items()})
+    features.update({"p_lc_better": round(p_lc, 4), "threshold": threshold})
+    kind = f"{qt.description} question ({qt.probs[qt.label]:.0%})"
+    contribs = policy.before.contributions(feats)
+    if p_lc >= threshold:
+        why = _why(contribs, towards_lc=True, skip=f"q_{qt.label}")
+        cost = "reading it whole costs little" if cached else f"worth reading whole (score {p_lc:.2f})"
+        return RouteDecision("lc", f"{kind}; {why + '; ' if why else ''}{fits}; {cost}", features)
+    why = _why(contribs, towards_lc=False, skip=f"q_{qt.label}")
+    extra = "" if cached else f"; reading all {x.doc_tokens:,} tokens costs far more than a few passages"
     return RouteDecision(
-        "lc",
-        f"the documents ({x.doc_tokens:,} tokens) fit the {x.window:,}-token window{cached}; "
-        f"reading them whole takes about {lc_seconds:,.0f} s, within the "
-        f"{x.latency_budget_s:,.0f} s budget",
+        "rag",
+        f"{kind}; {why + '; ' if why else ''}long context is not likely enough to do better "
+        f"(score {p_lc:.2f} < {threshold:.2f}){extra}; retrieving the relevant passages",
         features,
     )
+
+
+def cache_could_flip(d: RouteDecision) -> bool:
+    """Whether knowing that the documents are cached could turn this RAG decision into LC: they
+    fit the window, and either the latency budget or the score's uncached threshold said RAG."""
+    if d.mode != "rag" or d.forced or d.features.get("fill", 2.0) > 1.0:
+        return False
+    if "p_lc_better" not in d.features:  # the latency rule decided
+        return d.features.get("predicted_lc_seconds", 0.0) > d.features.get("latency_budget_s", float("inf"))
+    policy = load_policy()
+    return d.features["p_lc_better"] >= min(
+        policy.thresholds.lc_cached, *(t.lc_cached for t in policy.per_model.values())
+    )
+
+
+@dataclass(frozen=True)
+class Fallback:
+    rerun: bool
+    reason: str
+    score: float  # the second score, P(LC better) given the RAG answer
+    rule: bool  # True when the Self-Route rule fired (a refusal on a question that is no trick)
+    # "lc" when the documents fit the window and the latency budget, else "rag-wide" (more passages)
+    target: str = ""
+
+
+def should_fall_back(
+    question: str,
+    rag_answer: str,
+    before: RouteDecision,
+    *,
+    model: str = "",
+    policy: RouterPolicy | None = None,
+    qtype: QuestionTypeClassifier | None = None,
+) -> Fallback:
+    """After a RAG answer: read the whole document after all?
+
+    Self-Route rule: the answer says the excerpts do not contain it, and the question does not
+    look like a trick question (one the text cannot answer, where "not found" is right). Learned:
+    the second score, which also weighs hedges and the first score, clears its threshold.
+    """
+    policy = policy or load_policy()
+    feats = dict(before.features)
+    if "q_hallu" not in feats:  # a forced or legacy decision: score the question now
+        qt = (qtype or load_qtype()).predict(question)
+        feats.update(
+            policy_features(
+                qt,
+                None,
+                doc_tokens=int(feats.get("doc_tokens", 0)),
+                doc_digit_share=None,
+                retrieval=None,
+                cached=False,
+                default_lc_advantage=policy.default_lc_advantage,
+            )
+        )
+        feats["p_lc_better"] = policy.before.score(feats)
+    p_hallu = feats["q_hallu"]
+    after = after_features(feats, feats["p_lc_better"], rag_answer)
+    p2 = policy.after.score(after)
+    th = policy.thresholds_for(model)
+    refused = after["ans_refused"] > 0
+    fits = feats.get("fill", 2.0) <= 1.0 and feats.get("predicted_lc_seconds", 0.0) <= feats.get(
+        "latency_budget_s", float("inf")
+    )
+    target, then = (
+        ("lc", "the whole document was read") if fits else ("rag-wide", "three times more passages were read")
+    )
+    if refused and p_hallu < policy.fallback_max_hallu:
+        return Fallback(
+            True,
+            f"the excerpts did not contain the answer and the question does not look like a trick "
+            f"question ({p_hallu:.0%} unanswerable), so {then} (Self-Route fallback)",
+            p2,
+            True,
+            target,
+        )
+    if p2 >= th.fallback:
+        return Fallback(
+            True,
+            f"the RAG answer looks unsure (fallback score {p2:.2f} >= {th.fallback:.2f}), so {then}",
+            p2,
+            False,
+            target,
+        )
+    if refused:
+        return Fallback(
+            False,
+            f"the excerpts did not contain the answer, and the question looks unanswerable from the text "
+            f"({p_hallu:.0%}), so that answer stands",
+            p2,
+            False,
+        )
+    return Fallback(False, "", p2, False)

@@ -5,9 +5,11 @@ Heavy parts (embedder, generator) load lazily, once per service.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -15,11 +17,14 @@ from app.answering import ModeResult, answer_lc, answer_rag
 from app.catalog import ModelUnavailable, load_catalog, resolve_asr, resolve_embedder, resolve_generator
 from app.ingest import Ingestor, IngestReport, Progress, WalkOptions, reconcile
 from app.llm.base import Generator
-from app.router import RouteInputs, route
+from app.prompts import lc_messages
+from app.router import RouteInputs, cache_could_flip, digit_share, model_profile, route, should_fall_back
 from app.settings import Settings
 from gpu.device import resolve_device
+from indexes.bm25 import BM25Config
 from indexes.embedding import Embedder, SentenceTransformerEmbedder
 from indexes.hybrid import HybridRetriever, RetrievalConfig
+from indexes.rerank import make_reranker
 from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig
 from pipeline.loaders import ASRConfig
@@ -46,9 +51,17 @@ def build_embedder(settings: Settings) -> Embedder:
             batch_size=settings.embedding.batch_size,
             query_prefix=spec.query_prefix,
             document_prefix=spec.document_prefix,
+            long_text=settings.embedding.long_text,
+            extend_to=settings.embedding.extend_to,
         )
     if Path(name).is_dir():
-        return SentenceTransformerEmbedder(name, device=device, batch_size=settings.embedding.batch_size)
+        return SentenceTransformerEmbedder(
+            name,
+            device=device,
+            batch_size=settings.embedding.batch_size,
+            long_text=settings.embedding.long_text,
+            extend_to=settings.embedding.extend_to,
+        )
     raise ModelUnavailable(
         f"unknown embedding model '{name}'; use one of {', '.join(cat.embedders)} or a local "
         "sentence-transformers directory"
@@ -58,6 +71,7 @@ def build_embedder(settings: Settings) -> Embedder:
 def build_generator(settings: Settings) -> Generator:
     cfg = settings.llm
     cat = load_catalog()
+    fixed = cfg.prefill_tokens_per_s is not None  # a configured speed is used as is
     if cfg.backend == "openai":
         from app.llm.openai_compat import OpenAICompatGenerator
 
@@ -67,12 +81,42 @@ def build_generator(settings: Settings) -> Generator:
             api_key=cfg.api_key,
             context_window=cfg.context_window or 32768,
             timeout_s=cfg.timeout_s,
+            connect_timeout_s=cfg.connect_timeout_s,
             retries=cfg.retries,
             prefill_tokens_per_s=cfg.prefill_tokens_per_s or 2000.0,
+            fixed_speed=fixed,
             seed=cfg.seed,
         )
+    if cfg.backend == "transformers":
+        from app.llm.transformers_backend import TransformersGenerator
+
+        return TransformersGenerator(
+            cfg.model,
+            device=cfg.device,
+            context_window=cfg.context_window,
+            prefill_tokens_per_s=cfg.prefill_tokens_per_s or 200.0,
+            fixed_speed=fixed,
+            cache_bytes=cfg.kv_cache_ram_mb << 20,
+            min_prefix_tokens=cfg.kv_cache_min_tokens,
+            seed=cfg.seed,
+        )
+    from app.llm.kvcache import PrefixStateCache
     from app.llm.llamacpp import LlamaCppGenerator
 
+    kv = PrefixStateCache(
+        settings.data_dir / "kvcache" if cfg.kv_cache_disk_mb else None,
+        ram_bytes=cfg.kv_cache_ram_mb << 20,
+        disk_bytes=cfg.kv_cache_disk_mb << 20,
+    )
+    common = dict(
+        threads=cfg.threads,
+        decode_threads=cfg.decode_threads,
+        gpu_layers=cfg.gpu_layers,
+        seed=cfg.seed,
+        fixed_speed=fixed,
+        kv_cache=kv,
+        min_prefix_tokens=cfg.kv_cache_min_tokens,
+    )
     if cfg.model in cat.generators:
         spec = cat.generators[cfg.model]
         path = resolve_generator(spec, settings.model_cache)
@@ -80,22 +124,20 @@ def build_generator(settings: Settings) -> Generator:
             path,
             name=cfg.model,
             context_window=cfg.context_window or spec.context_window,
-            threads=cfg.threads,
-            gpu_layers=cfg.gpu_layers,
-            seed=cfg.seed,
             prefill_tokens_per_s=cfg.prefill_tokens_per_s or spec.prefill_tokens_per_s,
+            decode_tokens_per_s=spec.decode_tokens_per_s or 15.0,
+            **common,  # type: ignore[arg-type]
         )
     if Path(cfg.model).is_file():
         return LlamaCppGenerator(
             cfg.model,
             context_window=cfg.context_window or 8192,
-            threads=cfg.threads,
-            gpu_layers=cfg.gpu_layers,
-            seed=cfg.seed,
             prefill_tokens_per_s=cfg.prefill_tokens_per_s or 50.0,
+            **common,  # type: ignore[arg-type]
         )
     raise ModelUnavailable(
-        f"unknown model '{cfg.model}'; use one of {', '.join(cat.generators)} or a path to a .gguf file"
+        f"unknown model '{cfg.model}'; use one of {', '.join(cat.generators)}, a path to a .gguf file, "
+        "or llm.backend=transformers with a Hugging Face model directory"
     )
 
 
@@ -133,7 +175,10 @@ class QAService:
     def index(self) -> VectorIndex:
         if self._index is None:
             self._index = VectorIndex.load(
-                self.settings.index_path, self.embedder.dim, self.settings.retrieval.index_factory
+                self.settings.index_path,
+                self.embedder.dim,
+                self.settings.retrieval.index_factory,
+                nprobe=self.settings.retrieval.nprobe,
             )
             removed, orphans = reconcile(self.store, self._index)
             if removed or orphans:
@@ -149,7 +194,24 @@ class QAService:
                 self.store,
                 self.index,
                 self.embedder,
-                RetrievalConfig(method=r.method, top_k=r.top_k, candidates=r.candidates),
+                RetrievalConfig(
+                    method=r.method,
+                    top_k=r.top_k,
+                    candidates=r.candidates,
+                    fusion=r.fusion,
+                    dense_weight=r.dense_weight,
+                    bm25_weight=r.bm25_weight,
+                    bm25=BM25Config(bigrams=r.bm25_bigrams, backend=r.bm25_backend),
+                    rerank_candidates=r.rerank_candidates,
+                    rerank_weight=r.rerank_weight,
+                ),
+                reranker=make_reranker(
+                    r.reranker,
+                    embedder=self.embedder,
+                    path=r.reranker_path,
+                    device=resolve_device(self.settings.embedding.device),
+                ),
+                search_backend=r.search_backend,
             )
         return self._retriever
 
@@ -181,7 +243,7 @@ class QAService:
             self.settings.index_path,
             self.embedder,
             HFTokenCounter(self.embedder.tokenizer_dir),
-            ChunkingConfig(c.max_tokens, c.overlap_tokens),
+            ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary),
             int(ing.max_file_mb * 1e6),
             asr=self.asr_config,
             walk=WalkOptions(include=tuple(ing.include), exclude=tuple(ing.exclude)),
@@ -228,14 +290,25 @@ class QAService:
             cached_tokens=0,
             latency_budget_s=self.settings.router.latency_budget_s,
             window_fraction=self.settings.router.window_fraction,
+            question=question if mode == "auto" else "",
+            model=model_profile(gen.name),
+            doc_digit_share=digit_share([d.text for d in docs]),
         )
         auto = route(inputs)
+        probe = getattr(gen, "cached_prefix_tokens", None)
+        if mode == "auto" and probe is not None and cache_could_flip(auto):
+            # A cached document prefix makes LC cheap; probing tokenises the whole prompt, so
+            # only when the answer could change the decision.
+            lc_prompt = lc_messages(question, [(d.title, d.text) for d in docs])
+            auto = route(replace(inputs, cached_tokens=min(n, int(probe(lc_prompt)))))
         if mode == "auto":
             return auto
-        if mode == "lc" and auto.features["doc_tokens"] > auto.features["capacity"]:
+        too_long = auto.features["doc_tokens"] > auto.features["capacity"]
+        if mode == "lc" and too_long and self.settings.llm.lc_overflow == "refuse":
             raise ValueError(
                 f"LC mode was requested but the documents have {n:,} tokens, more than fit the "
-                f"{gen.context_window:,}-token window; use --mode rag or auto"
+                f"{gen.context_window:,}-token window; use --mode rag or auto, or set llm.lc_overflow "
+                "to middle_cut, map_reduce or auto"
             )
         return RouteDecision(mode, f"{mode.upper()} mode was requested", auto.features, forced=True)
 
@@ -246,30 +319,28 @@ class QAService:
         t0 = time.perf_counter()
         docs = self._scope(doc_ids)
         decision = self.decide(question, docs, mode)
-        cfg = self.settings.llm
         result: ModeResult
         retrieval = ""
         if decision.mode == "rag":
-            retrieved = self.retriever.retrieve(question, doc_ids=[d.doc_id for d in docs])
-            retrieval = f"{self.settings.retrieval.method} top-{len(retrieved)}"
-            result = answer_rag(
-                question,
-                retrieved,
-                {d.doc_id: d for d in docs},
-                self.generator,
-                max_tokens=cfg.max_tokens,
-                temperature=cfg.temperature,
-            )
+            result, retrieval = self._answer_rag(question, docs, self.settings.retrieval.top_k)
         else:
-            chunks = [c for d in docs for c in self.store.chunks_of(d.doc_id)]
-            result = answer_lc(
-                question,
-                docs,
-                chunks,
-                self.generator,
-                max_tokens=cfg.max_tokens,
-                temperature=cfg.temperature,
-            )
+            result = self._answer_lc(question, docs)
+        spent = (0, 0)
+        if decision.mode == "rag" and not decision.forced:  # Self-Route fallback (docs/router.md)
+            fb = should_fall_back(question, result.text, decision, model=self.generator.name)
+            if fb.rerun:
+                spent = (result.generation.prompt_tokens, result.generation.completion_tokens)
+                if fb.target == "lc":
+                    result = self._answer_lc(question, docs)
+                else:
+                    result, retrieval = self._answer_rag(question, docs, 3 * self.settings.retrieval.top_k)
+                decision = RouteDecision(
+                    "lc" if fb.target == "lc" else "rag",
+                    f"{decision.reason}; then {fb.reason}",
+                    {**decision.features, "fallback_score": round(fb.score, 4)},
+                )
+        if result.note:  # LC on documents longer than the window: say what was read
+            decision = replace(decision, reason=f"{decision.reason}; {result.note}")
         g = result.generation
         return Answer(
             question=question,
@@ -278,11 +349,60 @@ class QAService:
             route=decision,
             citations=tuple(result.citations),
             usage=Usage(
-                g.prompt_tokens, g.completion_tokens, round(time.perf_counter() - t0, 3), g.cached_tokens
+                g.prompt_tokens + spent[0],
+                g.completion_tokens + spent[1],
+                round(time.perf_counter() - t0, 3),
+                g.cached_tokens,
             ),
             model=self.generator.name,
             retrieval=retrieval,
         )
+
+    def _answer_rag(self, question: str, docs: Sequence[Document], k: int) -> tuple[ModeResult, str]:
+        cfg = self.settings.llm
+        retrieved = self.retriever.retrieve(question, k=k, doc_ids=[d.doc_id for d in docs])
+        retrieval = f"{self.settings.retrieval.method} top-{len(retrieved)}"
+        if self.retriever.reranker is not None:  # say what rescored the passages
+            retrieval += f", rescored by {self.retriever.reranker.name}"
+        return answer_rag(
+            question,
+            retrieved,
+            {d.doc_id: d for d in docs},
+            self.generator,
+            max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature,
+        ), retrieval
+
+    def _answer_lc(self, question: str, docs: Sequence[Document]) -> ModeResult:
+        cfg = self.settings.llm
+        chunks = [c for d in docs for c in self.store.chunks_of(d.doc_id)]
+        return answer_lc(
+            question,
+            docs,
+            chunks,
+            self.generator,
+            max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature,
+            overflow=cfg.lc_overflow,
+            notes_tokens=cfg.notes_tokens,
+        )
+
+    def with_settings(self, settings: Settings, generator: Generator | None = None) -> QAService:
+        """This service answering with other per-query settings (LLM, top-k, budget, chunking of
+        files ingested through it) while sharing its store, index, retriever and embedder: one
+        consistent library for many app sessions, each with its own settings."""
+        mine, theirs = self.settings, settings
+        if (theirs.resolved_database_url, theirs.index_path, theirs.embedding) != (
+            mine.resolved_database_url,
+            mine.index_path,
+            mine.embedding,
+        ):
+            raise ValueError("with_settings cannot change the store, the index or the embedding model")
+        _ = self.retriever  # build the shared parts first, so the copy shares them
+        view = copy.copy(self)
+        view.settings = settings
+        view._generator = generator if generator is not None else self._generator
+        return view
 
     def close(self) -> None:
         self.store.close()

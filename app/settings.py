@@ -25,10 +25,11 @@ class _Section(BaseModel):
 
 
 class LLMSettings(_Section):
-    backend: Literal["llamacpp", "openai"] = Field(
+    backend: Literal["llamacpp", "openai", "transformers"] = Field(
         "llamacpp",
         description="'llamacpp' runs a GGUF model in-process; 'openai' calls an "
-        "OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server, hosted APIs).",
+        "OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server, hosted APIs); "
+        "'transformers' runs a local Hugging Face model directory (llm.model), on the GPU when present.",
     )
     model: str = Field(
         "qwen2.5-coder-1.5b",
@@ -50,7 +51,38 @@ class LLMSettings(_Section):
     prefill_tokens_per_s: float | None = Field(
         None,
         description="Prompt-processing speed used to predict LC latency; default: the "
-        "catalog's estimate for local models, 2000 for remote servers.",
+        "catalog's estimate for local models, 2000 for remote servers. When set, it is used as "
+        "is; when not, the speed measured on this machine replaces the estimate.",
+    )
+    decode_threads: int | None = Field(
+        None,
+        description="CPU threads llama.cpp decodes with; default: llm.threads. On a busy machine 1 "
+        "decodes much faster than 2 (llama.cpp threads wait for each other).",
+    )
+    device: str = Field(
+        "auto", description="Device of the transformers backend: auto, cpu, cuda, cuda:N or mps."
+    )
+    connect_timeout_s: float = Field(5.0, description="HTTP connect timeout, in seconds.", gt=0)
+    kv_cache_ram_mb: int = Field(
+        2048, description="Memory for saved KV states of documents already read (MB).", ge=0
+    )
+    kv_cache_disk_mb: int = Field(
+        8192,
+        description="Disk for saved llama.cpp KV states under data_dir/kvcache (MB); 0: no disk tier. "
+        "A 32k-token document costs about 0.9 GB with the 1.5B model.",
+        ge=0,
+    )
+    kv_cache_min_tokens: int = Field(
+        512, description="Shortest prompt prefix (document) whose KV state is saved, in tokens.", ge=1
+    )
+    lc_overflow: Literal["refuse", "middle_cut", "map_reduce", "auto"] = Field(
+        "auto",
+        description="LC mode on documents longer than the window: refuse; middle_cut (LaRA: keep the "
+        "beginning and the end); map_reduce (read in window-sized parts, keep notes, answer from "
+        "them); auto (middle_cut when it drops at most 25% of the text, else map_reduce).",
+    )
+    notes_tokens: int = Field(
+        256, description="Most tokens of notes kept between parts in map_reduce reading.", ge=16
     )
 
 
@@ -61,6 +93,17 @@ class EmbeddingSettings(_Section):
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     batch_size: int = Field(32, description="Texts per encoder batch.", ge=1)
+    long_text: Literal["windows", "truncate"] = Field(
+        "windows",
+        description="Texts longer than the encoder reads: 'windows' embeds them whole in overlapping "
+        "windows (mean vector); 'truncate' lets the encoder cut them (logged as a warning).",
+    )
+    extend_to: int | None = Field(
+        None,
+        description="Stretch the encoder's window to this many tokens without training: position "
+        "interpolation (absolute positions) or NTK rotary scaling (RoPE). Measured in docs/retrieval.md.",
+        ge=16,
+    )
 
 
 class ChunkingSettings(_Section):
@@ -70,15 +113,53 @@ class ChunkingSettings(_Section):
         ge=8,
     )
     overlap_tokens: int = Field(40, description="Tokens shared by neighbouring chunks.", ge=0)
+    boundary: Literal["sentence", "paragraph", "token"] = Field(
+        "sentence",
+        description="Where chunks may end: sentence ends, paragraph ends, or anywhere between words "
+        "(fixed token windows). LaRA's baseline is 600 tokens, 100 overlap.",
+    )
 
 
 class RetrievalSettings(_Section):
     method: Literal["dense", "bm25", "hybrid"] = Field(
-        "hybrid", description="Dense (FAISS), BM25, or both fused with reciprocal-rank fusion."
+        "hybrid", description="Dense (FAISS), BM25, or both fused (see 'fusion')."
     )
     top_k: int = Field(6, description="Chunks given to the model in RAG mode.", ge=1)
     candidates: int = Field(50, description="Candidates per retriever before fusion.", ge=1)
-    index_factory: str = Field("Flat", description="FAISS factory string for the vector index.")
+    index_factory: str = Field(
+        "auto",
+        description="FAISS factory string for the vector index; 'auto': exact (Flat) below 100k "
+        "vectors, IVF above.",
+    )
+    nprobe: int = Field(32, description="Inverted lists visited per search in an IVF index.", ge=1)
+    search_backend: Literal["auto", "faiss-cpu", "faiss-gpu", "torch"] = Field(
+        "auto",
+        description="Dense search: 'auto' uses faiss-gpu when installed with CUDA, else exact torch "
+        "search on CUDA, else FAISS on the CPU.",
+    )
+    fusion: Literal["weighted", "rrf"] = Field(
+        "weighted",
+        description="'weighted': min-max scaled scores mixed by the weights below; 'rrf': "
+        "reciprocal-rank fusion.",
+    )
+    dense_weight: float = Field(0.15, description="Weight of the dense score in fusion.", ge=0)
+    bm25_weight: float = Field(0.85, description="Weight of the BM25 score in fusion.", ge=0)
+    bm25_bigrams: bool = Field(True, description="Index word pairs as well as words in BM25.")
+    bm25_backend: Literal["scoped", "bm25s"] = Field(
+        "scoped",
+        description="'scoped': BM25 statistics over the documents searched; 'bm25s': the bm25s "
+        "library with statistics over the whole library.",
+    )
+    reranker: Literal["none", "bi-encoder", "cross-encoder"] = Field(
+        "none",
+        description="Rescore the top candidates: 'cross-encoder' (a local CrossEncoder at "
+        "reranker_path; none ships with longqa) or 'bi-encoder' (the embedder on 126-token windows).",
+    )
+    reranker_path: str = Field("", description="Directory of a sentence-transformers CrossEncoder.")
+    rerank_candidates: int = Field(20, description="Candidates the reranker rescores.", ge=1)
+    rerank_weight: float = Field(
+        1.0, description="Share of the reranker's score in the final order (1: its order alone).", ge=0, le=1
+    )
 
 
 class RouterSettings(_Section):

@@ -1,18 +1,37 @@
-"""Hybrid retrieval: dense (FAISS) + BM25, fused with reciprocal-rank fusion."""
+"""Hybrid retrieval: dense (FAISS) + BM25, fused, optionally rescored.
+
+1. Candidates: the top ``candidates`` of each retriever, restricted to the
+   documents asked about (BM25 then takes its statistics over those documents);
+   every chunk of the scope when it has at most ``exhaustive_scope`` chunks, so
+   the fusion of one document's chunks does not depend on where lists stop.
+2. Every candidate gets an exact score from both retrievers, so fusion never
+   guesses a missing score.
+3. Fusion: weighted min-max (default; ``dense_weight`` 0.15, ``bm25_weight`` 0.85,
+   chosen on LaRA, docs/retrieval.md) or reciprocal-rank fusion.
+4. Optional rescoring of the top ``rerank_candidates`` by a user's cross-encoder
+   or the built-in bi-encoder rescoring (``indexes.rerank``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
-from indexes.bm25 import BM25Index
+import numpy as np
+
+from indexes.bm25 import BM25Config, BM25Index
 from indexes.embedding import Embedder
+from indexes.fusion import minmax, rrf_fuse, weighted_fuse
+from indexes.rerank import Reranker
 from indexes.vector import VectorIndex
 from pipeline.store import MetadataStore
-from pipeline.types import Chunk, Hit
+from pipeline.types import Chunk, Hit, HitVia
+
+__all__ = ["HybridRetriever", "RetrievalConfig", "Retrieved", "rrf_fuse"]
 
 RetrievalMethod = Literal["dense", "bm25", "hybrid"]
+FusionMethod = Literal["weighted", "rrf"]
 
 
 @dataclass(frozen=True)
@@ -20,9 +39,28 @@ class RetrievalConfig:
     method: RetrievalMethod = "hybrid"
     top_k: int = 5
     candidates: int = 50
+    exhaustive_scope: int = 2000
+    fusion: FusionMethod = "weighted"
     rrf_k: int = 60
-    dense_weight: float = 1.0
-    bm25_weight: float = 1.0
+    dense_weight: float = 0.15
+    bm25_weight: float = 0.85
+    bm25: BM25Config = field(default_factory=BM25Config)
+    rerank_candidates: int = 20
+    # Share of the reranker's (min-max scaled) score in the final score; 1: its order alone.
+    rerank_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("dense", "bm25", "hybrid"):
+            raise ValueError(f"unknown retrieval method '{self.method}'; use dense, bm25 or hybrid")
+        if self.fusion not in ("weighted", "rrf"):
+            raise ValueError(f"unknown fusion '{self.fusion}'; use 'weighted' or 'rrf'")
+        if self.dense_weight < 0 or self.bm25_weight < 0 or self.dense_weight + self.bm25_weight == 0:
+            raise ValueError(
+                f"fusion weights must be >= 0 and not both 0, got dense {self.dense_weight}, "
+                f"bm25 {self.bm25_weight}"
+            )
+        if not 0 <= self.rerank_weight <= 1:
+            raise ValueError(f"rerank_weight must be in [0, 1], got {self.rerank_weight}")
 
 
 @dataclass(frozen=True)
@@ -33,15 +71,10 @@ class Retrieved:
     bm25_score: float | None
 
 
-def rrf_fuse(
-    ranked_lists: Sequence[Sequence[int]], weights: Sequence[float], k: int = 60
-) -> list[tuple[int, float]]:
-    """Reciprocal-rank fusion: score(id) = sum_w w / (k + rank), ranks from 1."""
-    scores: dict[int, float] = {}
-    for ids, w in zip(ranked_lists, weights):
-        for rank, i in enumerate(ids, start=1):
-            scores[i] = scores.get(i, 0.0) + w / (k + rank)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+class DenseSearcher(Protocol):
+    def search(
+        self, query: np.ndarray, k: int, allowed: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]: ...
 
 
 class HybridRetriever:
@@ -51,22 +84,41 @@ class HybridRetriever:
         index: VectorIndex,
         embedder: Embedder,
         config: RetrievalConfig,
+        *,
+        reranker: Reranker | None = None,
+        search_backend: str = "faiss-cpu",
     ) -> None:
         self.store = store
         self.index = index
         self.embedder = embedder
         self.config = config
+        self.reranker = reranker
+        self.search_backend = search_backend
         self._bm25: BM25Index | None = None
+        self._searcher: DenseSearcher | None = None
 
     def invalidate(self) -> None:
-        """Forget the BM25 index; it is rebuilt on the next query."""
+        """Forget the BM25 index and any GPU copy of the vectors; rebuilt on the next query."""
         self._bm25 = None
+        self._searcher = None
 
     def bm25(self) -> BM25Index:
         if self._bm25 is None:
             ids, _docs, texts = self.store.all_chunk_texts()
-            self._bm25 = BM25Index(ids, texts)
+            self._bm25 = BM25Index(ids, texts, config=self.config.bm25)
         return self._bm25
+
+    def searcher(self) -> DenseSearcher:
+        """The dense searcher: the FAISS index, or an exact GPU copy of it (``indexes.gpu_search``)
+        when ``search_backend`` asks for one (``auto``: faiss-gpu, else torch on CUDA)."""
+        if self._searcher is None:
+            self._searcher = self.index
+            if self.search_backend != "faiss-cpu" and self.index.kind == "flat" and len(self.index):
+                from indexes.gpu_search import GpuSearcher, choose_backend
+
+                if choose_backend(self.search_backend) != "faiss-cpu":
+                    self._searcher = GpuSearcher.from_vector_index(self.index, self.search_backend)
+        return self._searcher
 
     def retrieve(
         self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None
@@ -74,39 +126,88 @@ class HybridRetriever:
         cfg = self.config
         k = k or cfg.top_k
         allowed = self.store.vec_ids_of(doc_ids) if doc_ids else None
-        n_cand = max(cfg.candidates, k)
-        dense: list[tuple[int, float]] = []
-        sparse: list[tuple[int, float]] = []
+        if allowed is not None and not allowed:
+            return []
+        n_cand = max(cfg.candidates, k, cfg.rerank_candidates if self.reranker else 0)
+        dense: dict[int, float] = {}
+        sparse: dict[int, float] = {}
+        qv: np.ndarray | None = None
         if cfg.method in ("dense", "hybrid"):
             qv = self.embedder.embed([query], is_query=True)[0]
-            dense = self.index.search(qv, n_cand, allowed=allowed)
+            dense = dict(self.searcher().search(qv, n_cand, allowed=allowed))
         if cfg.method in ("bm25", "hybrid"):
-            sparse = self.bm25().search(query, n_cand, allowed=allowed)
-        dense_by = dict(dense)
-        sparse_by = dict(sparse)
+            sparse = dict(self.bm25().search(query, n_cand, allowed=allowed))
+        ranked: list[tuple[int, float]]
+        via: HitVia = cfg.method if cfg.method != "hybrid" else "fused"
         if cfg.method == "dense":
-            ranked, via = dense[:k], "dense"
+            ranked = sorted(dense.items(), key=lambda kv: (-kv[1], kv[0]))
         elif cfg.method == "bm25":
-            ranked, via = sparse[:k], "bm25"
+            ranked = sorted(sparse.items(), key=lambda kv: (-kv[1], kv[0]))
         else:
-            ranked = rrf_fuse(
-                [[i for i, _ in dense], [i for i, _ in sparse]],
-                [cfg.dense_weight, cfg.bm25_weight],
-                cfg.rrf_k,
-            )[:k]
-            via = "fused"
-        chunks = self.store.chunks_by_vec_ids([i for i, _ in ranked])
+            assert qv is not None
+            if allowed is not None and len(allowed) <= cfg.exhaustive_scope:
+                cands = list(dict.fromkeys(allowed))
+            else:
+                cands = list(dict.fromkeys([*dense, *sparse]))
+            # Exact scores from both retrievers for every candidate.
+            dense = {**self.index.scores(qv, [c for c in cands if c not in dense]), **dense}
+            missing = [c for c in cands if c not in sparse]
+            if missing:
+                sparse.update(zip(missing, self.bm25().scores_for(query, missing, allowed)))
+            if cfg.fusion == "rrf":
+                by_d = sorted(dense, key=lambda i: -dense[i])
+                by_s = sorted((i for i in sparse if sparse[i] > 0), key=lambda i: -sparse[i])
+                ranked = rrf_fuse([by_d, by_s], [cfg.dense_weight, cfg.bm25_weight], cfg.rrf_k)
+            else:
+                ranked = weighted_fuse(cands, [sparse, dense], [cfg.bm25_weight, cfg.dense_weight])
+        chunks: dict[int, Chunk] = {}
+        if self.reranker is not None and ranked:
+            ranked, chunks = self._rerank(query, ranked)
+            via = "rerank"
+        ranked = ranked[:k]
+        missing_chunks = [i for i, _ in ranked if i not in chunks]
+        chunks.update(self.store.chunks_by_vec_ids(missing_chunks))
         out: list[Retrieved] = []
-        for rank, (vec_id, score) in enumerate(ranked, start=1):
+        for vec_id, score in ranked:
             chunk = chunks.get(vec_id)
             if chunk is None:  # index and store disagree: skip, reconcile fixes it
                 continue
             out.append(
                 Retrieved(
                     chunk=chunk,
-                    hit=Hit(chunk_id=chunk.chunk_id, score=score, rank=rank, via=via),  # type: ignore[arg-type]
-                    dense_score=dense_by.get(vec_id),
-                    bm25_score=sparse_by.get(vec_id),
+                    hit=Hit(chunk_id=chunk.chunk_id, score=score, rank=len(out) + 1, via=via),
+                    dense_score=dense.get(vec_id),
+                    bm25_score=sparse.get(vec_id),
                 )
             )
         return out
+
+    def _rerank(
+        self, query: str, ranked: list[tuple[int, float]]
+    ) -> tuple[list[tuple[int, float]], dict[int, Chunk]]:
+        assert self.reranker is not None
+        cfg = self.config
+        head = ranked[: cfg.rerank_candidates]
+        chunks = self.store.chunks_by_vec_ids([i for i, _ in head])
+        head = [(i, s) for i, s in head if i in chunks]
+        rr = self.reranker.scores(query, [chunks[i].text for i, _ in head])
+        base = minmax(np.array([s for _, s in head]))
+        final = (1 - cfg.rerank_weight) * base + cfg.rerank_weight * minmax(rr)
+        order = sorted(range(len(head)), key=lambda j: (-final[j], -base[j]))
+        return [(head[j][0], float(final[j])) for j in order], chunks
+
+
+def describe(config: RetrievalConfig, reranker: Any = None) -> str:
+    """A one-line account of the retrieval setting, for answer metadata."""
+    if config.method == "hybrid":
+        fusion = (
+            f"weighted fusion (bm25 {config.bm25_weight:g}, dense {config.dense_weight:g})"
+            if config.fusion == "weighted"
+            else f"RRF k={config.rrf_k}"
+        )
+        text = f"hybrid: dense + BM25, {fusion}"
+    else:
+        text = config.method
+    if reranker is not None:
+        text += f"; rescored by {reranker.name}"
+    return text

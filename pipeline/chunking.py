@@ -1,9 +1,16 @@
 """Span-preserving, token-aware chunking.
 
-The text is cut into units (sentences, and lines or words where a sentence is
-too long), then units are packed greedily into chunks of at most ``max_tokens``
-tokens with about ``overlap_tokens`` tokens carried over between neighbours.
+The text is cut into units, then units are packed greedily into chunks of at
+most ``max_tokens`` tokens with about ``overlap_tokens`` tokens carried over
+between neighbours. ``boundary`` picks the units: ``"sentence"`` (sentences, and
+lines or words where a sentence is too long), ``"paragraph"`` (paragraphs, then
+sentences, lines, words) or ``"token"`` (words: fixed-size token windows that
+cut anywhere between words, like LaRA's and LlamaIndex's token splitters).
 Every chunk's text is exactly ``doc.text[span.start:span.end]``.
+
+Count tokens with the encoder's own tokenizer (``HFTokenCounter``) and keep
+``max_tokens`` within what the encoder reads, or embed long chunks in windows
+(``indexes.embedding``); otherwise the encoder silently drops a chunk's end.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from pipeline.textspan import SENTENCE_END
 from pipeline.tokens import TokenCounter
@@ -18,18 +26,35 @@ from pipeline.types import Chunk, Document, Span
 
 _LINE_END = re.compile(r"\n")
 _WORDS = re.compile(r"\S+\s*")
+_PARAGRAPH = re.compile(r"\n[ \t\f\v]*\n\s*")
+
+Boundary = Literal["sentence", "paragraph", "token"]
+# Split patterns from coarsest to finest for each boundary; words are the last resort.
+_LEVELS: dict[str, tuple[re.Pattern[str], ...]] = {
+    "paragraph": (_PARAGRAPH, SENTENCE_END, _LINE_END, _WORDS),
+    "sentence": (SENTENCE_END, _LINE_END, _WORDS),
+    "token": (_WORDS,),
+}
 
 
 @dataclass(frozen=True)
 class ChunkingConfig:
     max_tokens: int = 240
     overlap_tokens: int = 40
+    boundary: Boundary = "sentence"
 
     def __post_init__(self) -> None:
         if self.max_tokens < 8:
             raise ValueError(f"max_tokens must be at least 8, got {self.max_tokens}")
         if not 0 <= self.overlap_tokens < self.max_tokens:
             raise ValueError(f"overlap_tokens must be in [0, max_tokens), got {self.overlap_tokens}")
+        if self.boundary not in _LEVELS:
+            raise ValueError(f"unknown chunk boundary '{self.boundary}'; use one of {', '.join(_LEVELS)}")
+
+    @classmethod
+    def lara_baseline(cls) -> ChunkingConfig:
+        """LaRA's RAG baseline: 600-token chunks with 100 tokens of overlap."""
+        return cls(max_tokens=600, overlap_tokens=100, boundary="sentence")
 
 
 def _split(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
@@ -45,11 +70,15 @@ def _split(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tu
     return pieces
 
 
-def _units(text: str, counter: TokenCounter, max_tokens: int) -> list[tuple[int, int, int]]:
+def _units(
+    text: str, counter: TokenCounter, max_tokens: int, boundary: Boundary = "sentence"
+) -> list[tuple[int, int, int]]:
     """Units (start, end, n_tokens), each at most max_tokens, covering the whole text."""
     out: list[tuple[int, int, int]] = []
-    pending = _split(text, 0, len(text), SENTENCE_END)
-    for finer in (_LINE_END, _WORDS, None):
+    levels = _LEVELS[boundary]
+    pending = _split(text, 0, len(text), levels[0])
+    finer_levels: tuple[re.Pattern[str] | None, ...] = (*levels[1:], None)
+    for finer in finer_levels:
         counts = counter.count([text[a:b] for a, b in pending])
         too_long: list[tuple[int, int]] = []
         for (a, b), n in zip(pending, counts):
@@ -96,7 +125,7 @@ def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig)
     if doc.segments:
         units = _cue_units(doc, counter, config.max_tokens)
     else:
-        units = _units(text, counter, config.max_tokens)
+        units = _units(text, counter, config.max_tokens, config.boundary)
     # Drop whitespace-only units at the edges of chunks by trimming spans below.
     chunks: list[Chunk] = []
     i = 0

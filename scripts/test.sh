@@ -9,6 +9,11 @@ if ! command -v espeak-ng >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
     || echo "could not install espeak-ng: speech tests will be skipped"
 fi
+# Debian's chromium + chromedriver for the app's browser test (tests/e2e; it skips, saying so, without).
+if ! { command -v chromium && command -v chromedriver; } >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+    || echo "could not install chromium: the browser test will be skipped (in CI it fails)"
+fi
 if [ -z "${LONGQA_TEST_PG_URL:-}" ]; then
   # shellcheck source=/dev/null
   source scripts/postgres.sh || echo "no PostgreSQL: its tests will be skipped (in CI they fail)"

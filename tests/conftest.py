@@ -44,7 +44,9 @@ def smol(model_cache: Path):  # type: ignore[no-untyped-def]
     from app.service import build_generator
     from app.settings import Settings
 
-    return build_generator(Settings(model_cache=model_cache, llm={"model": "smollm2-135m", "threads": 2}))
+    # One decode thread: llama.cpp's two threads wait for each other, very slow on a busy machine.
+    llm = {"model": "smollm2-135m", "threads": 2, "decode_threads": 1}
+    return build_generator(Settings(model_cache=model_cache, llm=llm))
 
 
 @pytest.fixture

@@ -51,7 +51,25 @@ def test_lc_mode_reads_the_whole_document(service, tmp_path: Path) -> None:  # t
         assert c.quote in note.read_text()
 
 
+def test_lc_follow_up_question_reuses_the_read_document(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    note = tmp_path / "harbour.md"
+    note.write_text(
+        "# Harbour report\n\n"
+        + "The harbour of Vardø was rebuilt in 1998. The new breakwater is 420 metres long. " * 12
+        + "\n\nIn winter the Hurtigruten ferry calls twice a day.\n"
+    )
+    service.ingest([note])
+    first = service.ask("How long is the new breakwater?", mode="lc")
+    follow = service.ask("When was the harbour rebuilt?", mode="lc")
+    doc_tokens = int(follow.route.features["doc_tokens"])
+    assert doc_tokens > 200
+    assert follow.usage.cached_tokens > doc_tokens  # instructions + document were not read again
+    assert follow.usage.prompt_tokens - follow.usage.cached_tokens < 40
+    assert first.usage.prompt_tokens > doc_tokens
+
+
 def test_forcing_lc_on_a_document_larger_than_the_window_is_refused(service) -> None:  # type: ignore[no-untyped-def]
+    service.settings.llm.lc_overflow = "refuse"
     service.ingest([shared("lara/32k/book/The Pearl.txt")])
     with pytest.raises(ValueError, match="window"):
         service.ask("Who is Kino?", mode="lc")

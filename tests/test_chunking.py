@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pipeline.chunking import ChunkingConfig, chunk_document
@@ -61,3 +62,37 @@ def test_pages_for_spans_crossing_pages() -> None:
     p1, p2 = doc.pages[0], doc.pages[1]
     assert doc.pages_for(Span(p1.span.end - 5, p2.span.start + 5)) == (1, 2)
     assert doc.pages_for(Span(p2.span.start, p2.span.start + 1)) == (2, 2)
+
+
+@pytest.mark.parametrize("boundary", ["sentence", "paragraph", "token"])
+def test_boundaries_keep_the_invariants(boundary: str, counter) -> None:  # type: ignore[no-untyped-def]
+    doc = load_document(shared("lara/32k/paper/32k_paper_0.md"))
+    cfg = ChunkingConfig(max_tokens=600, overlap_tokens=100, boundary=boundary)  # type: ignore[arg-type]
+    chunks = chunk_document(doc, counter, cfg)
+    assert len(chunks) > 10
+    counts = counter.count([c.text for c in chunks])
+    for c, n in zip(chunks, counts):
+        assert doc.text[c.span.start : c.span.end] == c.text
+        assert n <= cfg.max_tokens + 2
+    for a, b in zip(chunks, chunks[1:]):
+        # Neighbours overlap, or only white space lies between them.
+        assert a.span.start < b.span.start
+        assert b.span.start <= a.span.end or not doc.text[a.span.end : b.span.start].strip()
+    ends = [doc.text[c.span.end : c.span.end + 3] for c in chunks[:-1]]
+    if boundary == "paragraph":
+        # Most chunks end where a paragraph ends (a blank line follows).
+        assert sum(e.startswith("\n\n") or e.startswith("\n") for e in ends) >= 0.8 * len(ends)
+    if boundary == "sentence":
+        assert sum(
+            doc.text[c.span.end - 1] in ".!?\"')]*:|" or e.startswith("\n") for c, e in zip(chunks, ends)
+        ) >= (0.8 * len(ends))
+    if boundary == "token":
+        # Fixed windows: nearly full, whatever the sentences.
+        assert np.mean(counts[:-1]) > 0.95 * cfg.max_tokens
+
+
+def test_lara_baseline_and_bad_boundaries() -> None:
+    cfg = ChunkingConfig.lara_baseline()
+    assert (cfg.max_tokens, cfg.overlap_tokens, cfg.boundary) == (600, 100, "sentence")
+    with pytest.raises(ValueError, match="unknown chunk boundary 'page'"):
+        ChunkingConfig(boundary="page")  # type: ignore[arg-type]

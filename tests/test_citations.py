@@ -74,3 +74,14 @@ def test_support_and_strip() -> None:
     assert support("breaches since 2005", "data breaches have occurred since 2005") == 1.0
     assert support("", "anything") == 0.0
     assert strip_markers("A [1] b [2, 3].") == "A b."
+
+
+def test_fuzzy_quote_is_located_and_shown_as_the_source_sentence() -> None:
+    doc = load_document(shared("lara/32k/book/The Pearl.txt"))  # its text lost many spaces
+    # Words the source ran together, and a dropped word, still find the sentence.
+    span = locate_quote("a manuscript which contains four anonymous poems, apparently of authorship", doc)
+    assert span is not None
+    quote = doc.text[span.start : span.end]
+    assert quote.startswith("Among the treasures of the British Museum") and "whichcontains" in quote
+    # A paraphrase that is not in the text is not located.
+    assert locate_quote("The British Library keeps a manuscript with seven famous ballads", doc) is None

@@ -1,16 +1,35 @@
-"""The Generator protocol every LLM backend implements."""
+"""The Generator protocol every LLM backend implements, and what backends share.
+
+A backend takes chat messages and returns text (``generate``) or text pieces as they are
+decoded (``stream``). It counts tokens in its own tokenizer, knows its context window and
+reports the prefill and decode speeds it has measured on this machine.
+
+Reading a document once: a prompt may mark a *reusable prefix* (``Message.prefix_chars``:
+the leading characters of that message which, together with every message before it, stay
+the same across questions, such as instructions + document). Backends that keep KV state
+(llama.cpp, transformers) evaluate that prefix once and reuse it; HTTP backends send the
+prompt unchanged and rely on the server's prefix caching (vLLM, SGLang, llama.cpp server).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+# A private-use character that never occurs in real text: marks the end of the reusable
+# prefix inside a rendered chat prompt, and is removed before tokenization.
+PREFIX_MARK = "\ue000"
 
 
 @dataclass(frozen=True)
 class Message:
     role: Literal["system", "user", "assistant"]
     content: str
+    # Leading characters of ``content`` that end the reusable prefix (with all messages
+    # before this one). None: this message is not where the prefix ends.
+    prefix_chars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -19,8 +38,9 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens not evaluated again (KV prefix reused)
     finish_reason: str = ""
+    first_token_s: float = 0.0  # time to first token: prefill of the uncached prompt tokens
 
 
 class LLMError(RuntimeError):
@@ -30,9 +50,18 @@ class LLMError(RuntimeError):
 class Generator(Protocol):
     name: str
     context_window: int
-    prefill_tokens_per_s: float
+
+    @property
+    def prefill_tokens_per_s(self) -> float: ...
+
+    @property
+    def decode_tokens_per_s(self) -> float: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+    def cached_prefix_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens of this prompt's marked prefix that are already evaluated (0 if unknown)."""
+        ...
 
     def generate(
         self,
@@ -42,3 +71,83 @@ class Generator(Protocol):
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> Generation: ...
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> Iterator[str]: ...
+
+
+def render_with_mark(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """Messages as role/content dicts, with PREFIX_MARK inserted where the prefix ends."""
+    out: list[dict[str, str]] = []
+    for m in messages:
+        content = m.content.replace(PREFIX_MARK, "")
+        if m.prefix_chars is not None:
+            k = max(0, min(m.prefix_chars, len(m.content)))
+            content = m.content[:k].replace(PREFIX_MARK, "") + PREFIX_MARK + m.content[k:]
+        out.append({"role": m.role, "content": content})
+    return out
+
+
+def plain_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content.replace(PREFIX_MARK, "")} for m in messages]
+
+
+def split_at_mark(rendered: str) -> tuple[str, str]:
+    """A rendered prompt cut at the prefix mark: (prefix, rest); ("", text) when unmarked."""
+    if rendered.count(PREFIX_MARK) != 1:
+        return "", rendered.replace(PREFIX_MARK, "")
+    head, tail = rendered.split(PREFIX_MARK)
+    return head, tail
+
+
+class SpeedMeter:
+    """Prefill and decode speed measured on this machine (moving average), with a prior.
+
+    Prefill speed is uncached prompt tokens over time to first token; decode speed is
+    generated tokens after the first over the time they took. With ``fixed`` (a speed the
+    user configured), the reported speeds stay at the priors; measurements are still kept in
+    ``last_prefill`` / ``last_decode``.
+    """
+
+    def __init__(
+        self, prefill_prior: float, decode_prior: float, *, fixed: bool = False, weight: float = 0.3
+    ) -> None:
+        self.fixed = fixed
+        self.last_prefill = 0.0
+        self.last_decode = 0.0
+        self._prefill = prefill_prior
+        self._decode = decode_prior
+        self._weight = weight
+        self._lock = threading.Lock()
+        self.measured = False  # whether the prefill speed is measured (not the prior)
+        self._decode_measured = False
+
+    @property
+    def prefill(self) -> float:
+        return self._prefill
+
+    @property
+    def decode(self) -> float:
+        return self._decode
+
+    def record(self, new_prompt_tokens: int, first_token_s: float, gen_tokens: int, total_s: float) -> None:
+        w = self._weight
+        decode_s = total_s - first_token_s
+        with self._lock:
+            # Only prompts long enough to dominate the first-token time say much about prefill.
+            if new_prompt_tokens >= 64 and first_token_s > 0:
+                self.last_prefill = rate = new_prompt_tokens / first_token_s
+                if not self.fixed:
+                    self._prefill = rate if not self.measured else (1 - w) * self._prefill + w * rate
+                    self.measured = True
+            if gen_tokens > 1 and decode_s > 0:
+                self.last_decode = rate = (gen_tokens - 1) / decode_s
+                if not self.fixed:
+                    self._decode = rate if not self._decode_measured else (1 - w) * self._decode + w * rate
+                    self._decode_measured = True

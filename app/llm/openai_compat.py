@@ -1,13 +1,27 @@
-"""OpenAI-compatible chat completions over HTTP (vLLM, SGLang, Ollama, llama.cpp server, APIs)."""
+"""OpenAI-compatible chat completions over HTTP (vLLM, SGLang, Ollama, llama.cpp server, APIs).
+
+Every call streams (server-sent events), so time to first token is measured on every
+backend. Connection failures, timeouts before the first byte, HTTP 429 and 5xx are retried
+with exponential backoff (honouring ``Retry-After``); a stream that breaks half-way is not
+retried (the text already shown cannot be taken back) and raises. Reading a document once
+is the server's job here: prompts keep the document first and the question last, so vLLM's
+and SGLang's automatic prefix caching and llama.cpp's slot cache reuse it.
+"""
 
 from __future__ import annotations
 
+import json
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
 
 import httpx
 
-from app.llm.base import Generation, LLMError, Message
+from app.llm.base import Generation, LLMError, Message, SpeedMeter, plain_messages
+
+CHARS_PER_TOKEN = 4  # English text, when no tokenizer for the served model is given
 
 
 class OpenAICompatGenerator:
@@ -19,51 +33,122 @@ class OpenAICompatGenerator:
         api_key: str = "",
         context_window: int = 32768,
         timeout_s: float = 120.0,
+        connect_timeout_s: float = 5.0,
         retries: int = 2,
+        backoff_s: float = 0.5,
         prefill_tokens_per_s: float = 2000.0,
+        decode_tokens_per_s: float = 50.0,
+        fixed_speed: bool = False,
         seed: int = 0,
+        token_counter: Callable[[str], int] | None = None,
     ) -> None:
         self.name = model
         self.base_url = base_url.rstrip("/")
         self.context_window = context_window
-        self.prefill_tokens_per_s = prefill_tokens_per_s
         self.retries = retries
+        self.backoff_s = backoff_s
         self.seed = seed
+        self._count = token_counter
+        self._speed = SpeedMeter(prefill_tokens_per_s, decode_tokens_per_s, fixed=fixed_speed)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=timeout_s, headers=headers)
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)), headers=headers
+        )
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self._speed.prefill
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self._speed.decode
 
     def count_tokens(self, text: str) -> int:
+        if self._count is not None:
+            return self._count(text)
         # Servers tokenise differently; about 4 characters per token for English text.
-        return max(1, len(text) // 4)
+        return max(1, len(text) // CHARS_PER_TOKEN)
 
-    def _post(self, path: str, payload: dict) -> dict:  # type: ignore[type-arg]
-        url = f"{self.base_url}{path}"
-        delay = 0.5
+    def cached_prefix_tokens(self, messages: Sequence[Message]) -> int:
+        return 0  # the server's prefix cache is not visible before a request
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- HTTP with retries ---------------------------------------------------------------
+    def _fail(self, resp: httpx.Response) -> LLMError:
+        body = resp.read().decode("utf-8", "replace")[:300]
+        where = f"the LLM server at {self.base_url}"
+        if resp.status_code in (401, 403):
+            return LLMError(f"{where} refused the API key (HTTP {resp.status_code}); set llm.api_key")
+        if resp.status_code == 404:
+            return LLMError(
+                f"{where} has no model '{self.name}' or no /chat/completions (HTTP 404: {body}); "
+                "check llm.model and llm.base_url (it usually ends in /v1)"
+            )
+        return LLMError(f"{where} refused the request (HTTP {resp.status_code}: {body})")
+
+    def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+        """POST a streaming request; retry until the server answers with 2xx headers."""
+        url = f"{self.base_url}/chat/completions"
+        delay = self.backoff_s
         for attempt in range(self.retries + 1):
+            wait = delay
             try:
-                resp = self._client.post(url, json=payload)
+                resp = self._client.send(self._client.build_request("POST", url, json=payload), stream=True)
             except httpx.TimeoutException as exc:
                 err: Exception = exc
-                msg = f"the LLM server at {self.base_url} did not answer in time"
+                msg = (
+                    f"the LLM server at {self.base_url} did not answer within the timeout; "
+                    "raise llm.timeout_s or check the server's load"
+                )
             except httpx.TransportError as exc:
                 err = exc
-                msg = f"the LLM server at {self.base_url} did not answer ({exc}); check that it is running"
+                msg = (
+                    f"cannot reach the LLM server at {self.base_url} ({exc.__class__.__name__}: {exc}); "
+                    "check that it is running and that llm.base_url is right"
+                )
             else:
-                if resp.status_code < 500:
-                    if resp.status_code >= 400:
-                        raise LLMError(
-                            f"the LLM server at {self.base_url} refused the request "
-                            f"(HTTP {resp.status_code}: {resp.text[:200]})"
-                        )
-                    return resp.json()  # type: ignore[no-any-return]
-                err = RuntimeError(resp.text[:200])
-                msg = f"the LLM server at {self.base_url} failed (HTTP {resp.status_code})"
+                if resp.status_code < 300:
+                    return resp
+                if resp.status_code != 429 and resp.status_code < 500:
+                    raise self._fail(resp)
+                err = self._fail(resp)
+                msg = str(err)
+                retry_after = resp.headers.get("retry-after", "")
+                resp.close()
+                if retry_after.replace(".", "", 1).isdigit():
+                    wait = min(float(retry_after), 60.0)
             if attempt == self.retries:
-                raise LLMError(msg) from err
-            time.sleep(delay)
+                tries = f" (after {self.retries + 1} attempts)" if self.retries else ""
+                raise LLMError(msg + tries) from err
+            time.sleep(wait * (1 + 0.1 * random.random()))
             delay *= 2
         raise AssertionError("unreachable")
 
+    def _events(self, resp: httpx.Response) -> Iterator[dict[str, Any]]:
+        try:
+            for line in resp.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    yield json.loads(data)
+                except json.JSONDecodeError as exc:
+                    raise LLMError(
+                        f"the LLM server at {self.base_url} sent a malformed event: {data[:200]}"
+                    ) from exc
+        except httpx.HTTPError as exc:
+            raise LLMError(
+                f"the LLM server at {self.base_url} broke off the answer ({exc.__class__.__name__}); "
+                "check the server's log"
+            ) from exc
+        finally:
+            resp.close()
+
+    # -- generation ----------------------------------------------------------------------
     def generate(
         self,
         messages: Sequence[Message],
@@ -72,30 +157,85 @@ class OpenAICompatGenerator:
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> Generation:
-        payload = {
+        done: list[Generation] = []
+        text = "".join(self._run(messages, max_tokens, temperature, stop, done.append))
+        return replace(done[0], text=text.strip())
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> Iterator[str]:
+        yield from self._run(messages, max_tokens, temperature, stop, None)
+
+    def _run(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str] | None,
+        done: Callable[[Generation], None] | None,
+    ) -> Iterator[str]:
+        payload: dict[str, Any] = {
             "model": self.name,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": plain_messages(messages),
             "max_tokens": max_tokens,
             "temperature": temperature,
             "seed": self.seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
         }
         if stop:
             payload["stop"] = list(stop)
         t0 = time.perf_counter()
-        data = self._post("/chat/completions", payload)
+        resp = self._open_stream(payload)
+        pieces: list[str] = []
+        first: float | None = None
+        finish = ""
+        usage: dict[str, Any] = {}
+        for event in self._events(resp):
+            if event.get("error"):
+                raise LLMError(f"the LLM server at {self.base_url} failed: {str(event['error'])[:300]}")
+            usage = event.get("usage") or usage
+            for choice in event.get("choices") or []:
+                delta = choice.get("delta") or {}
+                piece = delta.get("content") or choice.get("text") or ""
+                if choice.get("finish_reason"):
+                    finish = str(choice["finish_reason"])
+                if piece:
+                    if first is None:
+                        first = time.perf_counter() - t0
+                    pieces.append(piece)
+                    yield piece
         seconds = time.perf_counter() - t0
-        try:
-            choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError) as exc:
-            raise LLMError(f"the LLM server at {self.base_url} sent an unexpected reply") from exc
-        usage = data.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}
-        return Generation(
-            text=text.strip(),
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            seconds=seconds,
-            cached_tokens=int(details.get("cached_tokens") or 0),
-            finish_reason=str(choice.get("finish_reason") or ""),
-        )
+        prompt_tokens = int(usage.get("prompt_tokens") or sum(self.count_tokens(m.content) for m in messages))
+        completion_tokens = int(usage.get("completion_tokens") or len(pieces))
+        cached = int(details.get("cached_tokens") or 0)
+        first_s = first if first is not None else seconds
+        self._speed.record(prompt_tokens - cached, first_s, completion_tokens, seconds)
+        if done is not None:
+            done(
+                Generation(
+                    text="".join(pieces),
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    seconds=seconds,
+                    cached_tokens=cached,
+                    finish_reason=finish,
+                    first_token_s=first_s,
+                )
+            )
+
+    def models(self) -> list[str]:
+        """Model names the server serves (GET /models)."""
+        try:
+            resp = self._client.get(f"{self.base_url}/models")
+        except httpx.HTTPError as exc:
+            raise LLMError(f"cannot reach the LLM server at {self.base_url} ({exc})") from exc
+        if resp.status_code >= 300:
+            raise self._fail(resp)
+        return [str(m.get("id")) for m in resp.json().get("data", [])]

@@ -1,0 +1,283 @@
+"""The app's view of the library: one QAService per store and index, shared by every
+browser session of the process, with per-session settings and a readers-writer lock
+so that one session's ingest or delete never runs under another session's question.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from app.ingest import SUPPORTED_SUFFIXES, IngestReport
+from app.llm.base import Generator
+from app.service import QAService
+from app.settings import Settings
+from app.ui_errors import Problem, explain
+from indexes.embedding import Embedder
+from pipeline.types import Answer
+
+SAMPLES = Path(__file__).with_name("samples")
+UPLOAD_TYPES = sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
+Mode = Literal["auto", "rag", "lc"]
+
+
+class RWLock:
+    """Many readers (questions) at once, or one writer (ingest, delete)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+# -- per-session settings -------------------------------------------------------------------
+@dataclass(frozen=True)
+class UIOptions:
+    """The settings a user may change in the sidebar (everything else comes from the config)."""
+
+    backend: str
+    model: str
+    base_url: str
+    api_key: str
+    max_tokens: int
+    top_k: int
+    chunk_tokens: int
+    chunk_overlap: int
+    latency_budget_s: float
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> UIOptions:
+        return cls(
+            backend=s.llm.backend,
+            model=s.llm.model,
+            base_url=s.llm.base_url,
+            api_key=s.llm.api_key,
+            max_tokens=s.llm.max_tokens,
+            top_k=s.retrieval.top_k,
+            chunk_tokens=s.chunking.max_tokens,
+            chunk_overlap=s.chunking.overlap_tokens,
+            latency_budget_s=s.router.latency_budget_s,
+        )
+
+    def apply(self, base: Settings) -> Settings:
+        """``base`` with these values; raises pydantic's ValidationError for a bad value."""
+        data = base.model_dump()
+        data["llm"].update(
+            backend=self.backend,
+            model=self.model,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            max_tokens=self.max_tokens,
+        )
+        data["retrieval"]["top_k"] = self.top_k
+        data["chunking"].update(max_tokens=self.chunk_tokens, overlap_tokens=self.chunk_overlap)
+        data["router"]["latency_budget_s"] = self.latency_budget_s
+        return Settings(**data)
+
+
+def generator_key(s: Settings) -> str:
+    """What identifies a loaded LLM: everything in ``llm`` except per-call sampling values."""
+    llm = s.llm.model_dump(exclude={"max_tokens", "temperature"})
+    return json.dumps({"llm": llm, "model_cache": str(s.model_cache)}, sort_keys=True, default=str)
+
+
+def embedder_key(s: Settings) -> str:
+    return json.dumps(
+        {"embedding": s.embedding.model_dump(), "model_cache": str(s.model_cache)}, sort_keys=True
+    )
+
+
+def library_key(s: Settings) -> str:
+    """What identifies a library: its store, its index and the embedder that built the index."""
+    return json.dumps(
+        {
+            "db": s.resolved_database_url,
+            "index": str(s.index_path.resolve()),
+            "embedding": s.embedding.model_dump(),
+            "model_cache": str(s.model_cache),
+        },
+        sort_keys=True,
+    )
+
+
+# -- the library ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DocRow:
+    """One line of the library table."""
+
+    doc_id: str
+    name: str
+    kind: str
+    size: str
+    status: str
+    chunks: int
+    warnings: str
+    ingested_at: str
+    source_path: str
+
+
+@dataclass(frozen=True)
+class IngestStep:
+    path: str
+    done: int
+    total: int
+    stage: str
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An answer, or the problem that stopped it; ``seconds`` is the wall time either way."""
+
+    answer: Answer | None
+    problem: Problem | None
+    seconds: float
+    mode: Mode
+
+
+def size_label(media_type: str, n_chars: int, n_pages: int | None, duration: float | None) -> str:
+    tokens = f"≈{max(1, n_chars // 4):,} tokens"
+    if n_pages:
+        return f"{n_pages} page{'s' if n_pages != 1 else ''} · {tokens}"
+    if duration:
+        return f"{duration / 60:.1f} min · {tokens}"
+    return tokens
+
+
+def _progress_adapter(cb: Callable[[IngestStep], None]) -> Callable[..., None]:
+    """The service's progress callback: a Progress event (or the older path, done, total)."""
+
+    def progress(*args: Any) -> None:
+        if len(args) == 1:
+            ev = args[0]
+            cb(IngestStep(ev.path, ev.files_done, ev.files_total, getattr(ev, "stage", "")))
+        else:
+            path, done, total = args[:3]
+            cb(IngestStep(str(path), int(done), int(total), ""))
+
+    return progress
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question of a chat and what came back."""
+
+    question: str
+    mode: Mode
+    scope: tuple[str, ...]
+    outcome: Outcome
+
+
+class Library:
+    def __init__(
+        self, settings: Settings, service: QAService | None = None, embedder: Embedder | None = None
+    ) -> None:
+        self.settings = settings
+        self.service = service or QAService(settings, embedder=embedder)
+        self.lock = RWLock()
+
+    def view(self, settings: Settings, generator: Generator | None = None) -> QAService:
+        return self.service.with_settings(settings, generator)
+
+    # -- reading ------------------------------------------------------------------------
+    def rows(self) -> list[DocRow]:
+        out = []
+        for d in self.service.store.list_documents():
+            out.append(
+                DocRow(
+                    doc_id=d.doc_id,
+                    name=Path(d.source_path).name,
+                    kind=d.media_type,
+                    size=size_label(d.media_type, d.n_chars, d.n_pages, d.duration),
+                    status=d.status,
+                    chunks=d.n_chunks,
+                    warnings="; ".join(d.warnings),
+                    ingested_at=d.ingested_at[:19].replace("T", " "),
+                    source_path=d.source_path,
+                )
+            )
+        return out
+
+    def ready(self) -> list[DocRow]:
+        return [r for r in self.rows() if r.status == "ready"]
+
+    # -- writing ------------------------------------------------------------------------
+    def ingest(
+        self,
+        settings: Settings,
+        paths: Iterable[str | Path],
+        on_progress: Callable[[IngestStep], None] | None = None,
+    ) -> IngestReport:
+        view = self.view(settings)
+        with self.lock.write():
+            return view.ingest(list(paths), _progress_adapter(on_progress) if on_progress else None)
+
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        with self.lock.write():
+            return self.service.delete(list(doc_ids))
+
+    # -- asking -------------------------------------------------------------------------
+    def ask(
+        self, view: QAService, question: str, mode: Mode, doc_ids: Sequence[str] | None = None
+    ) -> Outcome:
+        t0 = time.perf_counter()
+        if doc_ids:
+            ready = {r.doc_id for r in self.ready()}
+            gone = [d for d in doc_ids if d not in ready]
+            if gone:
+                problem = Problem(
+                    f"{len(gone)} of the chosen documents are no longer in the library",
+                    "Choose the documents again (another session may have deleted them).",
+                )
+                return Outcome(None, problem, 0.0, mode)
+        try:
+            with self.lock.read():
+                ans = view.ask(question, mode=mode, doc_ids=list(doc_ids) if doc_ids else None)
+        except Exception as exc:  # shown to the user as a message with the fix
+            return Outcome(None, explain(exc, view.settings), time.perf_counter() - t0, mode)
+        return Outcome(ans, None, time.perf_counter() - t0, mode)
+
+
+def save_upload(folder: Path, filename: str, data: bytes) -> Path:
+    """Write an uploaded file into ``folder`` (never outside it) and return its path."""
+    from app.ingest import safe_destination
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = safe_destination(folder, filename)
+    target.write_bytes(data)
+    return target

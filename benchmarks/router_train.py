@@ -1,0 +1,105 @@
+"""Train the shipped router on all of LaRA 32k and write its weights as data:
+
+    app/router_qtype.json     question-type classifier
+    app/router_policy.json    the two scores (before answering, after the RAG answer) and thresholds
+    app/router_profiles.json  measured long-context strength of the 13 models with published answers
+
+    .venv/bin/python benchmarks/router_train.py [--lara ../shared/data/lara]
+        [--retrieval-cache FILE] [--budget 0.4]
+
+The figures that say how well this generalises come from benchmarks/router_offline.py, which
+fits the same pieces on training documents only (docs/router.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from app.qtype import DEFAULT_WEIGHTS  # noqa: E402
+from app.router import POLICY_PATH, PROFILES_PATH, RouterPolicy, Thresholds  # noqa: E402
+from eval.router_study import choose_thresholds, fit_fold, load_study, score_cases  # noqa: E402
+
+DEFAULT_LARA = ROOT.parent / "shared" / "data" / "lara"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lara", type=Path, default=DEFAULT_LARA)
+    ap.add_argument("--retrieval-cache", type=Path, default=None)
+    ap.add_argument("--budget", type=float, default=0.40)
+    ap.add_argument("--c", type=float, default=1.0)
+    ap.add_argument("--fallback-max-hallu", type=float, default=0.5)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    study = load_study(args.lara, args.retrieval_cache)
+    fm = fit_fold(study.questions, study.cases, c=args.c, fallback_max_hallu=args.fallback_max_hallu)
+    s1, s2, rules = score_cases(fm, study.cases)
+    per_model: dict[str, Thresholds] = {}
+    for m in sorted({c.model for c in study.cases}):
+        idx = [i for i, c in enumerate(study.cases) if c.model == m]
+        t1, t2 = choose_thresholds(
+            [study.cases[i] for i in idx],
+            [s1[i] for i in idx],
+            [s2[i] for i in idx],
+            [rules[i] for i in idx],
+            args.budget,
+        )
+        per_model[m] = Thresholds(lc=t1, lc_cached=0.5, fallback=t2)
+    default = Thresholds(
+        lc=round(statistics.median(t.lc for t in per_model.values()), 2),
+        lc_cached=0.5,
+        fallback=round(statistics.median(t.fallback for t in per_model.values()), 2),
+    )
+    policy = RouterPolicy(
+        before=fm.before,
+        after=fm.after,
+        thresholds=default,
+        per_model=per_model,
+        fallback_max_hallu=args.fallback_max_hallu,
+        default_lc_advantage=fm.defaults,
+        budget=args.budget,
+        trained_on=(
+            f"LaRA 32k published predictions: {len(study.questions)} questions x "
+            f"{len(per_model)} models, deterministic judge, tokens by {study.tokenizer}, "
+            f"retrieval evidence for {study.n_retrieval} questions"
+        ),
+    )
+    fm.classifier.save(DEFAULT_WEIGHTS)
+    policy.save(POLICY_PATH)
+    profiles = {
+        m: {"params_b": p.params_b, "lc_advantage": p.lc_advantage} for m, p in sorted(fm.profiles.items())
+    }
+    PROFILES_PATH.write_text(
+        json.dumps(
+            {
+                "kind": "longqa-model-profiles",
+                "note": "lc_advantage: LC minus RAG accuracy (mean over LaRA's 4 tasks, deterministic judge)",
+                "models": profiles,
+            },
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(
+        f"wrote {DEFAULT_WEIGHTS.name}, {POLICY_PATH.name}, {PROFILES_PATH.name} "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
+    print(
+        f"default thresholds {default}; per model: "
+        + ", ".join(f"{m} {t.lc}/{t.fallback}" for m, t in per_model.items())
+    )
+
+
+if __name__ == "__main__":
+    main()

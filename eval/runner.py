@@ -1,0 +1,272 @@
+"""The experiment runner: every item in every mode, judged, stored as it comes.
+
+Results go to ``results.jsonl`` in the output folder, one row per (item, mode), flushed
+after each answer, so an interrupted run resumes where it stopped: rows already there
+are skipped, except backend failures, which are tried again. Bad input (a line without
+a question, a missing document, a backend that times out) becomes an error row with
+the reason, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from app.llm.base import LLMError
+from eval.datasets import EvalItem
+from eval.evidence import SentenceIndex, locate_evidence, retrieval_hit
+from eval.judge import DeterministicJudge, Judge
+
+log = logging.getLogger(__name__)
+
+MODES = ("rag", "lc", "auto")
+RESULTS = "results.jsonl"
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    item_id: str
+    mode_requested: str  # rag, lc or auto
+    task: str
+    kind: str = ""
+    doc: str = ""
+    question: str = ""
+    gold: str = ""
+    answer: str = ""
+    mode: str = ""  # the mode that produced the answer (auto: the router's choice)
+    correct: bool | None = None  # deterministic judge
+    judge_reason: str = ""
+    llm_correct: bool | None = None  # LLM judge, when run
+    llm_reason: str = ""
+    route_reason: str = ""
+    route_features: dict[str, float] = field(default_factory=dict)
+    fallback: bool = False  # the router fell back to reading the whole document after RAG
+    citations: int = 0
+    verified: int = 0
+    retrieval_hit: bool | None = None  # None: the gold evidence could not be located
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    error_kind: str = ""  # "data" (bad input: kept on resume) or "backend" (tried again on resume)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.item_id, self.mode_requested)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+class ResultStore:
+    """results.jsonl: read on open (last row per key wins), appended and flushed row by row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: dict[tuple[str, str], ResultRow] = {}
+        if self.path.is_file():
+            with self.path.open(encoding="utf-8") as fh:
+                for n, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = ResultRow(**json.loads(line))
+                    except (json.JSONDecodeError, TypeError) as exc:
+                        log.warning("%s line %d is unreadable and is skipped: %s", self.path, n, exc)
+                        continue
+                    self.rows[row.key] = row
+
+    def done(self, key: tuple[str, str]) -> bool:
+        row = self.rows.get(key)
+        return row is not None and row.error_kind != "backend"
+
+    def add(self, row: ResultRow) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+            fh.flush()
+        self.rows[row.key] = row
+
+    def all(self) -> list[ResultRow]:
+        return list(self.rows.values())
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    modes: tuple[str, ...] = MODES
+    retrieval_recall: bool = True
+
+
+@dataclass
+class RunSummary:
+    answered: int = 0
+    skipped: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[int, int, str], None]  # (done, total, what)
+
+
+def _error_rows(item: EvalItem, modes: Sequence[str], reason: str, kind: str) -> list[ResultRow]:
+    return [
+        ResultRow(
+            item.item_id,
+            m,
+            item.task,
+            item.kind,
+            item.doc,
+            item.question,
+            item.answer,
+            error=reason,
+            error_kind=kind,
+        )
+        for m in modes
+    ]
+
+
+def resolve_documents(svc, items: Sequence[EvalItem]) -> tuple[dict[str, str], dict[str, str]]:
+    """Ingest every document file the items name (unchanged files are skipped); returns
+    doc -> document id, and doc -> why it cannot be used."""
+    ids: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    files = sorted({it.doc for it in items if not it.error and Path(it.doc).is_file()})
+    if files:
+        report = svc.ingest([Path(f) for f in files])
+        for path, why in report.failed:
+            failed[str(path)] = f"document could not be ingested: {why}"
+    known = {d.doc_id: d for d in svc.documents()}
+    by_path = {str(Path(d.source_path).resolve()): d.doc_id for d in known.values()}
+    for it in items:
+        if it.error or it.doc in ids or it.doc in failed:
+            continue
+        p = Path(it.doc)
+        if p.is_file():
+            doc_id = by_path.get(str(p.resolve()))
+            if doc_id is None:
+                failed[it.doc] = f"document '{it.doc}' was not ingested"
+            else:
+                ids[it.doc] = doc_id
+        elif it.doc in known:
+            ids[it.doc] = it.doc
+        else:
+            failed[it.doc] = (
+                f"document '{it.doc}' not found: it is neither a file nor the id of an ingested document"
+            )
+    return ids, failed
+
+
+def run_eval(
+    svc,
+    items: Sequence[EvalItem],
+    store: ResultStore,
+    options: RunOptions = RunOptions(),
+    *,
+    llm_judge: Judge | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Ask every item in every mode through ``svc`` (an ``app.service.QAService``)."""
+    t0 = time.perf_counter()
+    summary = RunSummary()
+    det = DeterministicJudge()
+    modes = tuple(options.modes)
+    todo = [(it, m) for it in items for m in modes if not store.done((it.item_id, m))]
+    # One document at a time, one mode at a time: consecutive long-context prompts then share the
+    # document prefix, which llama.cpp's KV cache (and vLLM's prefix cache) reuse.
+    doc_order: dict[str, int] = {}
+    for it in items:
+        doc_order.setdefault(it.doc, len(doc_order))
+    todo.sort(key=lambda im: (doc_order[im[0].doc], modes.index(im[1])))
+    summary.skipped = len(items) * len(modes) - len(todo)
+    total = len(todo)
+    if progress:
+        progress(0, total, "ingesting documents")
+    pending = {it.item_id for it, _ in todo}
+    need = [it for it in items if it.item_id in pending]
+    doc_ids, doc_errors = resolve_documents(svc, need)
+    sentence_index: dict[str, SentenceIndex] = {}
+    recall: dict[str, bool | None] = {}
+    done = 0
+    for it, mode in todo:
+        if progress:
+            progress(done, total, f"{mode:>4} {it.item_id}")
+        done += 1
+        if it.error or it.doc in doc_errors:
+            row = _error_rows(it, [mode], it.error or doc_errors[it.doc], "data")[0]
+            store.add(row)
+            summary.errors += 1
+            continue
+        doc_id = doc_ids[it.doc]
+        if options.retrieval_recall and it.item_id not in recall:
+            recall[it.item_id] = _retrieval_recall(svc, it, doc_id, sentence_index)
+        try:
+            ans = svc.ask(it.question, mode=mode, doc_ids=[doc_id])
+        except LLMError as exc:
+            row = _error_rows(it, [mode], f"the model failed: {exc}", "backend")[0]
+        except (ValueError, LookupError) as exc:
+            row = _error_rows(it, [mode], str(exc).strip("'\""), "data")[0]
+        except Exception as exc:  # noqa: BLE001 - one bad item must not end the run
+            log.exception("item %s (%s) failed", it.item_id, mode)
+            row = _error_rows(it, [mode], f"{type(exc).__name__}: {exc}", "backend")[0]
+        else:
+            v = det.judge(it.question, ans.text, it.answer, it.task)
+            lv = llm_judge.judge(it.question, ans.text, it.answer, it.task) if llm_judge else None
+            row = ResultRow(
+                item_id=it.item_id,
+                mode_requested=mode,
+                task=it.task,
+                kind=it.kind,
+                doc=it.doc,
+                question=it.question,
+                gold=it.answer,
+                answer=ans.text,
+                mode=ans.mode,
+                correct=v.correct,
+                judge_reason=v.reason,
+                llm_correct=lv.correct if lv else None,
+                llm_reason=lv.reason if lv else "",
+                route_reason=ans.route.reason,
+                route_features={k: float(x) for k, x in ans.route.features.items()},
+                fallback="fallback_score" in ans.route.features,
+                citations=len(ans.citations),
+                verified=sum(c.verified for c in ans.citations),
+                retrieval_hit=recall.get(it.item_id),
+                prompt_tokens=ans.usage.prompt_tokens,
+                completion_tokens=ans.usage.completion_tokens,
+                cached_tokens=ans.usage.cached_tokens,
+                seconds=ans.usage.seconds,
+            )
+        store.add(row)
+        if row.error:
+            summary.errors += 1
+        else:
+            summary.answered += 1
+    if progress:
+        progress(total, total, "done")
+    summary.seconds = round(time.perf_counter() - t0, 1)
+    return summary
+
+
+def _retrieval_recall(svc, it: EvalItem, doc_id: str, cache: dict[str, SentenceIndex]) -> bool | None:
+    """Whether the retriever's top passages hold the gold answer's evidence (None: not locatable)."""
+    if not it.answer:
+        return None
+    try:
+        doc = svc.store.get_document(doc_id)
+        if doc_id not in cache:
+            cache[doc_id] = SentenceIndex(doc.text)
+        evidence = locate_evidence(cache[doc_id], it.answer, it.question, it.evidence, it.task)
+        if not evidence:
+            return None
+        hits = svc.retriever.retrieve(it.question, k=svc.settings.retrieval.top_k, doc_ids=[doc_id])
+    except Exception as exc:  # noqa: BLE001 - recall is a diagnostic; never fail the row for it
+        log.warning("retrieval recall for %s failed: %s", it.item_id, exc)
+        return None
+    return retrieval_hit(evidence, [(h.chunk.span.start, h.chunk.span.end) for h in hits])

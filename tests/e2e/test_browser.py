@@ -1,0 +1,229 @@
+"""End to end in a real headless Chromium: start the app, load the samples, ask, see a verified citation.
+
+Needs Debian's chromium and chromium-driver (scripts/test.sh installs them) and selenium (the
+dev extra). Saves screenshots to artifacts/e2e/ (or $LONGQA_ARTIFACTS/e2e/).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("LONGQA_ARTIFACTS", ROOT / "artifacts")) / "e2e"
+QUESTION = "Who developed WordStar, and for which operating system?"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def _need_browser() -> None:
+    if CHROMIUM and CHROMEDRIVER:
+        return
+    msg = "no chromium/chromedriver: apt-get install chromium chromium-driver (scripts/test.sh does)"
+    if os.environ.get("CI"):
+        pytest.fail("CI must run the browser test: " + msg)
+    pytest.skip(msg)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def app_url(tmp_path: Path, model_cache: Path) -> Iterator[str]:
+    _need_browser()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LONGQA_HOME": str(tmp_path / "home"),
+        "LONGQA_MODEL_CACHE": str(model_cache),
+        "LONGQA_LLM__MODEL": "smollm2-135m",
+        "LONGQA_LLM__MAX_TOKENS": "48",
+        "LONGQA_LLM__THREADS": "2",
+        "LONGQA_EMBEDDING__DEVICE": "cpu",
+        "LONGQA_RETRIEVAL__TOP_K": "3",
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = (tmp_path / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "streamlit_app.py"),
+            "--server.headless=true",
+            f"--server.port={port}",
+            "--server.address=127.0.0.1",
+            "--browser.gatherUsageStats=false",
+            "--server.fileWatcherType=none",
+        ],
+        cwd=ROOT,  # reads .streamlit/config.toml like a user running it from the project
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+    _need_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM  # type: ignore[assignment]
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1440,2000",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver, what: str, cond, timeout: float = 300.0):  # type: ignore[no-untyped-def]
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.5).until(lambda d: cond(d))
+    except TimeoutException:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "failure.png"))
+        pytest.fail(f"timed out waiting for {what}; screenshot in {ARTIFACTS / 'failure.png'}")
+
+
+def _button(driver, label: str):  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.XPATH, f"//button[normalize-space(.)='{label}']")
+    return found[0] if found and found[0].is_displayed() else None
+
+
+def test_ask_the_samples_and_see_a_verified_citation(app_url: str, browser) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(app_url)
+    _wait(browser, "the empty-library button", lambda d: _button(d, "Load the sample documents"), 120).click()
+    box = _wait(
+        browser,
+        "the chat input",
+        lambda d: d.find_elements(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']"),
+        240,
+    )[0]
+    _wait(browser, "the mode control", lambda d: _button(d, "RAG")).click()
+    _wait(
+        browser,
+        "RAG to be selected",
+        lambda d: [
+            b
+            for b in d.find_elements(
+                By.CSS_SELECTOR, "[data-testid='stButtonGroup'] button[aria-checked='true']"
+            )
+            if b.text.strip() == "RAG"
+        ],
+        60,
+    )
+    box = browser.find_element(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']")
+    box.send_keys(QUESTION)
+    box.send_keys(Keys.ENTER)
+
+    def answered(d):  # type: ignore[no-untyped-def]
+        msgs = d.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")
+        if len(msgs) < 2:
+            return None
+        m = re.search(r"(\d+)/(\d+) citations verified", msgs[1].text)
+        spinning = d.find_elements(By.CSS_SELECTOR, "[data-testid='stSpinner']")
+        return msgs[1] if m and not spinning else None
+
+    answer = _wait(browser, "the answer", answered, 600)
+    text = answer.text
+    verified, total = map(int, re.search(r"(\d+)/(\d+) citations verified", text).groups())  # type: ignore[union-attr]
+    assert verified >= 1 and total >= verified, text
+    assert "RAG" in text and "Forced: RAG mode was requested" in text
+    # Every [n] links to its source panel, and the panels exist with their verdict.
+    links = answer.find_elements(By.CSS_SELECTOR, "a[href*='#src-0-']")
+    assert links, text
+    for link in links:
+        anchor = link.get_attribute("href").split("#", 1)[1]
+        _wait(browser, f"the source panel #{anchor}", lambda d, a=anchor: d.find_elements(By.ID, a), 120)
+    badges = [
+        b.text for b in answer.find_elements(By.CSS_SELECTOR, "[data-testid='stMarkdownContainer'] span")
+    ]
+    assert any(b.strip().endswith("verified") and "unverified" not in b for b in badges), badges
+    # A PDF citation shows the page image with the cited words highlighted.
+    _wait(
+        browser,
+        "the page image",
+        lambda d: answer.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img"),
+    )
+
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", answer)
+    time.sleep(1.0)
+    browser.save_screenshot(str(ARTIFACTS / "answer.png"))
+    links[0].click()
+    time.sleep(1.0)
+    browser.save_screenshot(str(ARTIFACTS / "source-panel.png"))
+
+    # A second browser session at the same time shares the library (loaded once per process).
+    first = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.get(app_url)
+    _wait(
+        browser,
+        "the chat input in a second session",
+        lambda d: d.find_elements(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']"),
+        120,
+    )
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+    browser.switch_to.window(first)
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
