@@ -125,6 +125,35 @@ def probe_attention(cfg: Any, device: str, length: int) -> dict[str, Any]:
     return out
 
 
+def probe_split(cfg: Any, device: str, length: int, backend: str) -> dict[str, Any]:
+    """One layer's causal attention at ``length``: one call vs :func:`gpu.lc.split_causal_attention`
+    with several block sizes (time, TFLOP/s, error against the one call)."""
+    from gpu.lc import causal_attention, split_causal_attention
+
+    h, kv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    g = torch.Generator(device=device).manual_seed(0)
+    q = torch.randn(length, h, d, device=device, dtype=torch.bfloat16, generator=g)
+    k = torch.randn(length, kv, d, device=device, dtype=torch.bfloat16, generator=g)
+    v = torch.randn(length, kv, d, device=device, dtype=torch.bfloat16, generator=g)
+    flops = 2.0 * length * length * h * d
+    sc = d**-0.5
+    ref = causal_attention(q, k, v, scale=sc, backend=backend).float()
+    t = p50(wall(lambda: causal_attention(q, k, v, scale=sc, backend=backend), 5, warmup=2))
+    out: dict[str, Any] = {"length": length, "one_call": {"ms": 1e3 * t, "tflops": flops / t / 1e12}}
+    for block in (4096, 8192, 16384, 32768):
+        if block >= length:
+            continue
+        try:
+            res = split_causal_attention(q, k, v, scale=sc, block=block, backend=backend).float()
+            err = float((res - ref).norm() / ref.norm())
+            fn = lambda b=block: split_causal_attention(q, k, v, scale=sc, block=b, backend=backend)  # noqa: E731
+            t = p50(wall(fn, 5, warmup=2))
+            out[block] = {"ms": 1e3 * t, "tflops": flops / t / 1e12, "rel_err": err}
+        except Exception as exc:
+            out[block] = {"error": repr(exc)[:300]}
+    return out
+
+
 def time_prefill_stock(model: Any, ids: torch.Tensor, question: torch.Tensor, reps: int) -> dict[str, Any]:
     reset_peak()
     base = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
@@ -236,6 +265,17 @@ def profile_prefill(engine: LongContextEngine, ids: torch.Tensor) -> dict[str, A
     return {"seconds_by_kind": kinds, "top_kernels": top[:12]}
 
 
+def executed_flops(shape: ModelShape, n: int) -> tuple[float, float]:
+    """The FLOPs the engine actually runs with ``prune_last_layer``: the last layer projects only
+    keys and values for every token and does the rest for the last token alone."""
+    lin, att = shape.prefill_flops(n)
+    h, q, kv = shape.hidden, shape.n_heads * shape.head_dim, shape.n_kv_heads * shape.head_dim
+    per_layer_token = 2 * (h * q + 2 * h * kv + q * h + 3 * h * shape.intermediate)
+    lin_x = lin - per_layer_token * n + 2 * (2 * h * kv) * n + per_layer_token
+    att_x = att * (shape.n_layers - 1) / shape.n_layers + 4.0 * n * q
+    return lin_x, att_x
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
@@ -257,17 +297,33 @@ def main() -> None:
     probes = [probe_attention(cfg, device, n) for n in ([512] if args.smoke else [8192, 32768, 131072])]
     payload["attention_probe"] = probes
     print(probes, flush=True)
-    probe = probes[-1]  # pick the kernel at the longest length, where attention dominates
-    if args.attention == "best":
+
+    def best_backend(probe: dict[str, Any]) -> str:
         ok = {
             b: v["ms"]
             for b, v in probe.items()
             if isinstance(v, dict) and "ms" in v and v["rel_err_vs_first"] < 2e-2
         }
-        backend = min(ok, key=lambda b: ok[b]) if ok else "auto"
-    else:
-        backend = args.attention
-    payload["attention"] = backend
+        return min(ok, key=lambda b: ok[b]) if ok else "auto"
+
+    # The kernel for each length: the fastest in the probe at that length (else at the longest).
+    by_len = {p["length"]: best_backend(p) for p in probes}
+    backend_for = {
+        n: (by_len.get(n, best_backend(probes[-1])) if args.attention == "best" else args.attention)
+        for n in lengths
+    }
+    payload["attention_by_length"] = backend_for
+    split_for = {n: 0 for n in lengths}
+    if device == "cuda":
+        payload["split_probe"] = [probe_split(cfg, device, n, backend_for[n]) for n in lengths if n >= 16384]
+        print(payload["split_probe"], flush=True)
+        for sp in payload["split_probe"]:
+            ok = {
+                b: v["ms"] for b, v in sp.items() if isinstance(b, int) and "ms" in v and v["rel_err"] < 1e-2
+            }
+            if ok and min(ok.values()) < 0.98 * sp["one_call"]["ms"]:
+                split_for[sp["length"]] = min(ok, key=lambda b: ok[b])
+    payload["attention_split_by_length"] = split_for
 
     model = build_model(cfg, device, dtype)
     g = torch.Generator(device=device).manual_seed(1)
@@ -288,36 +344,63 @@ def main() -> None:
 
     ours: dict[int, Any] = {}
     variants: dict[str, Any] = {}
-    mid = lengths[min(1, len(lengths) - 1)]
-    for kernels, chunk in (("torch", 8192), ("compile", 8192), ("triton", 8192), ("triton", 16384)):
-        name = f"kernels={kernels},chunk={chunk}"
-        if kernels == "triton" and device != "cuda":
+    mid = 32768 if 32768 in lengths else lengths[min(1, len(lengths) - 1)]
+    backend = backend_for[mid]
+    for kernels, chunk, prune, split in (
+        ("triton", 8192, True, 0),
+        ("triton", 16384, True, 0),
+        ("triton", 8192, True, 8192),
+        ("triton", 8192, True, 16384),
+        ("triton", 16384, True, 16384),
+        ("triton", 16384, False, 0),
+        ("torch", 16384, True, 0),
+    ):
+        name = f"kernels={kernels},chunk={chunk},prune={prune},split={split}"
+        if kernels == "triton" and device != "cuda" or split and device != "cuda":
             continue
         try:
-            eng = LongContextEngine(model, LCConfig(attention=backend, kernels=kernels, chunk_tokens=chunk))
-            eng.prefill(docs[lengths[0]])  # warm-up (and compile)
+            cfg_v = LCConfig(
+                attention=backend,
+                kernels=kernels,
+                chunk_tokens=chunk,
+                prune_last_layer=prune,
+                attention_split=split,
+            )
+            eng = LongContextEngine(model, cfg_v)
+            eng.prefill(docs[lengths[0]])  # warm-up
             variants[name] = p50(wall(lambda eng=eng: eng.prefill(docs[mid]), 2))
-            pre = eng.prefill(docs[mid])
-            eng.ask(pre, question)
-            variants[name + ",ask"] = p50(wall(lambda eng=eng, pre=pre: eng.ask(pre, question), 5, warmup=1))
-            variants[name + ",direct_flash"] = eng._direct
-            del eng, pre
+            del eng
         except Exception as exc:
             variants[name + "_error"] = repr(exc)[:300]
         free()
     payload["variants_at_mid_length"] = variants
     print(variants, flush=True)
-    timed = {k: v for k, v in variants.items() if k.count(",") == 1}
-    best = min(timed, key=lambda k: timed[k]) if timed else "kernels=torch,chunk=8192"
+    timed = {k: v for k, v in variants.items() if "error" not in k and "prune=True" in k}
+    best = min(timed, key=lambda k: timed[k]) if timed else "kernels=torch,chunk=8192,prune=True,split=0"
     kernels = best.split("kernels=")[1].split(",")[0]
-    chunk = int(best.split("chunk=")[1])
-    engine = LongContextEngine(model, LCConfig(attention=backend, kernels=kernels, chunk_tokens=chunk))
-    payload["ours_config"] = {"attention": backend, "kernels": kernels, "chunk_tokens": chunk, "graphs": True}
+    chunk = int(best.split("chunk=")[1].split(",")[0])
+    split_for[mid] = int(best.split("split=")[1])  # measured on the whole prefill at this length
+
+    def make_engine(n: int) -> LongContextEngine:
+        return LongContextEngine(
+            model, LCConfig(attention=backend_for[n], kernels=kernels, chunk_tokens=chunk)
+        )
+
+    payload["ours_config"] = {
+        "attention": backend_for,
+        "kernels": kernels,
+        "chunk_tokens": chunk,
+        "graphs": True,
+        "prune_last_layer": True,
+        "attention_split": split_for,
+    }
     if device == "cuda":
-        payload["profile_mid_length"] = profile_prefill(engine, docs[mid])
+        payload["profile_mid_length"] = profile_prefill(make_engine(mid), docs[mid])
         print(payload["profile_mid_length"], flush=True)
     for n in lengths:
         try:
+            engine = make_engine(n)
+            engine.prefill(docs[lengths[0]])  # warm-up of this engine's kernels
             ours[n] = time_prefill_ours(engine, docs[n], question, reps=1 if n > 65536 else 2, shape=shape)
         except torch.OutOfMemoryError as exc:
             ours[n] = {"error": repr(exc)[:300]}
@@ -342,11 +425,18 @@ def main() -> None:
         lin, att = shape.prefill_flops(n)
         at_peak = (lin + att) / (peak_tflops * 1e12) if peak_tflops else None
         limit = ISSUE_LIMIT_S.get(n, at_peak)
+        lin_x, att_x = executed_flops(shape, n)
         payload.setdefault("flop_limit_s", {})[n] = {
             "issue": ISSUE_LIMIT_S.get(n),
+            "issue_formula": "linear FLOPs / 790e12 + causal attention FLOPs / 600e12",
             "all_at_peak": at_peak,
             "linear_tflop": lin / 1e12,
             "attention_tflop": att / 1e12,
+            "formula": "linear = 2 * n * layers * (h*q + 2*h*kv + q*h + 3*h*inter) + 2*h*vocab; "
+            "attention = 2 * n^2 * q * layers (QK^T and PV, 2*n^2*q each, half the square: causal)",
+            "issue_style_limit_s": lin / 790e12 + att / 600e12,
+            "executed_with_pruned_last_layer_tflop": {"linear": lin_x / 1e12, "attention": att_x / 1e12},
+            "executed_limit_issue_style_s": lin_x / 790e12 + att_x / 600e12,
         }
         s, o = stock.get(n, {}), ours.get(n, {})
         if "prefill_s" in s:

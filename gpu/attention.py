@@ -53,8 +53,13 @@ def packed_attention(
             q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, 0.0, False, False, scale=scale
         )
         return out[0]
+    if backend == "cudnn":  # cuDNN's ragged (THD) attention, CUDA half precision only
+        out = torch.ops.aten._cudnn_attention_forward(
+            q, k, v, None, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, False, 0.0, False, scale=scale
+        )
+        return out[0]
     if backend not in ("auto", "padded"):
-        raise ValueError(f"unknown packed attention backend '{backend}'; use auto, flash or padded")
+        raise ValueError(f"unknown packed attention backend '{backend}'; use auto, flash, cudnn or padded")
     if pad_index is None or n_seqs is None:
         raise ValueError("the padded attention path needs pad_index and n_seqs (see gpu.embed.Pack)")
     tokens, heads, dim = q.shape

@@ -34,29 +34,54 @@ SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
 class BatchTokenizer:
     """A Hugging Face fast tokenizer that returns flat int32 ids and lengths (special tokens added)."""
 
-    def __init__(self, hf_tokenizer: Any, max_length: int, *, strip: bool = True) -> None:
-        from tokenizers import Tokenizer
-
+    def __init__(self, hf_tokenizer: Any, max_length: int, *, strip: bool = True, fast: bool = True) -> None:
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise ValueError(
                 f"tokenizer {type(hf_tokenizer).__name__} is not a fast (Rust) tokenizer; "
                 "load it with AutoTokenizer.from_pretrained(..., use_fast=True)"
             )
-        self._tok = Tokenizer.from_str(backend.to_str())
-        self._tok.no_padding()
-        self._tok.enable_truncation(max_length=max_length)
+        self.json = backend.to_str()
+        self._tok = _make_tokenizer(self.json, max_length)
         self.max_length = max_length
         self.strip = strip
+        self.fast = fast
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids of all texts end to end (int32) and each text's length (int64)."""
-        batch = [t.strip() for t in texts] if self.strip else list(texts)
-        encodings = self._tok.encode_batch(batch)
-        ids = [e.ids for e in encodings]
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
-        return flat, lengths
+        return _encode(self._tok, texts, self.strip, self.fast)
+
+
+def _make_tokenizer(json_str: str, max_length: int) -> Any:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(json_str)
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_length)
+    return tok
+
+
+def _encode(tok: Any, texts: Sequence[str], strip: bool, fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    batch = [t.strip() for t in texts] if strip else list(texts)
+    # encode_batch_fast (tokenizers >= 0.20) skips the character offsets, which nothing here uses.
+    encode = (getattr(tok, "encode_batch_fast", None) if fast else None) or tok.encode_batch
+    ids = [e.ids for e in encode(batch)]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
+    return flat, lengths
+
+
+# Tokenising in a worker process (FastEmbedder(tokenize="process")): the worker holds its own
+# tokenizer, so turning the Rust encodings into arrays never takes the GPU-feeding process's GIL.
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(json_str: str, max_length: int, strip: bool, fast: bool) -> None:
+    _WORKER.update(tok=_make_tokenizer(json_str, max_length), strip=strip, fast=fast)
+
+
+def _worker_encode(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    return _encode(_WORKER["tok"], texts, _WORKER["strip"], _WORKER["fast"])
 
 
 @dataclass(frozen=True)
@@ -110,12 +135,14 @@ def pack_sequences(
     *,
     first_index: int = 0,
     sort: bool = True,
+    indices: np.ndarray | None = None,
 ) -> list[Pack]:
     """Cut tokenised sequences into packs of at most ``token_budget`` tokens.
 
     ``flat_ids`` holds the sequences end to end, ``lengths`` their lengths; sequence ``i`` is the
     caller's input ``first_index + i``. With ``sort`` the sequences go longest first, so that the
-    packs are alike. A sequence longer than the budget gets a pack of its own.
+    packs are alike. A sequence longer than the budget gets a pack of its own. ``indices``, when
+    given, names each sequence's input index instead (sequences carried over from earlier groups).
     """
     if token_budget < 1:
         raise ValueError(f"token_budget must be positive, got {token_budget}")
@@ -146,7 +173,11 @@ def pack_sequences(
                 torch.from_numpy(seq_index),
                 torch.from_numpy(cu),
                 torch.from_numpy(lens.astype(np.int64)),
-                torch.from_numpy(sel.astype(np.int64) + first_index),
+                torch.from_numpy(
+                    indices[sel].astype(np.int64)
+                    if indices is not None
+                    else sel.astype(np.int64) + first_index
+                ),
                 int(lens.max()),
             )
         )
@@ -210,6 +241,7 @@ class PackedEncoder:
         compile: bool = False,
         attention: str = "auto",
         fused_gelu: bool = True,
+        kernels: str = "auto",
     ) -> None:
         cfg = hf_model.config
         if cfg.model_type not in SUPPORTED_MODEL_TYPES:
@@ -264,8 +296,23 @@ class PackedEncoder:
         self.n_layers = len(self.layers)
         self.intermediate = int(cfg.intermediate_size)
         self._add_ln: Callable[..., torch.Tensor] = _add_layer_norm
+        self._embed_ln: Callable[..., torch.Tensor] | None = None
+        if kernels not in ("auto", "triton", "torch"):
+            raise ValueError(f"unknown kernels '{kernels}'; use auto, triton or torch")
+        on_cuda = str(device).startswith("cuda")
         if compile:
             self._add_ln = torch.compile(_add_layer_norm, dynamic=True)
+        elif kernels == "triton" or (kernels == "auto" and on_cuda and dtype != torch.float32):
+            # One-pass residual add + LayerNorm and embedding + LayerNorm (gpu.triton_embed).
+            try:
+                from gpu import triton_embed
+            except ImportError:
+                if kernels == "triton":
+                    raise
+            else:
+                self._add_ln = triton_embed.add_layer_norm
+                self._embed_ln = triton_embed.embed_layer_norm
+        self.kernels = "triton" if self._embed_ln is not None else "torch"
         # GELU fused into the first FFN product on CUDA (cuBLASLt's epilogue; the GPU test checks it
         # against the exact CPU path); elsewhere the model's own activation.
         gelu = cfg.hidden_act in ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast")
@@ -285,8 +332,13 @@ class PackedEncoder:
                 f"a sequence of {pack.max_seqlen} tokens exceeds the model's {self.max_positions} "
                 "positions; truncate when tokenising"
             )
-        x = self.word[pack.ids] + self.pos[pack.positions + self.position_offset] + self.type0
-        x = F.layer_norm(x, (self.hidden,), self.emb_ln[0], self.emb_ln[1], self.emb_ln[2])
+        if self._embed_ln is not None:
+            x = self._embed_ln(
+                pack.ids, pack.positions, self.word, self.pos, self.type0, *self.emb_ln, self.position_offset
+            )
+        else:
+            x = self.word[pack.ids] + self.pos[pack.positions + self.position_offset] + self.type0
+            x = F.layer_norm(x, (self.hidden,), self.emb_ln[0], self.emb_ln[1], self.emb_ln[2])
         n_tok = pack.n_tokens
         head_dim = self.hidden // self.heads
         pad_index = None if self.attention == "flash" or x.is_cuda else pack.pad_index
@@ -330,15 +382,21 @@ class PackedEncoder:
 @dataclass(frozen=True)
 class EmbedConfig:
     """How :class:`FastEmbedder` runs. ``dtype`` ``auto`` is bf16 on GPUs that have it, else fp16
-    on CUDA and float32 on the CPU."""
+    on CUDA and float32 on the CPU. ``kernels``: ``auto`` (Triton add + LayerNorm on CUDA in half
+    precision), ``triton`` or ``torch``. ``tokenize``: ``thread`` (a background thread) or
+    ``process`` (a worker process, started on first use and kept). ``carry_partial`` holds each
+    tokenised group's last, part-filled pack back and packs it with the next group."""
 
     device: str = "auto"
     dtype: str = "auto"
-    token_budget: int = 65536
+    token_budget: int | None = None  # tokens a pack; None: 262,144 on CUDA, 65,536 elsewhere
     group_size: int = 512
     compile: bool = False
     attention: str = "auto"
     fused_gelu: bool = True
+    kernels: str = "auto"
+    tokenize: str = "thread"
+    carry_partial: bool = True
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
@@ -383,11 +441,18 @@ class FastEmbedder:
         *,
         token_budget: int = 65536,
         group_size: int = 512,
+        tokenize: str = "thread",
+        carry_partial: bool = True,
     ) -> None:
+        if tokenize not in ("thread", "process"):
+            raise ValueError(f"unknown tokenize '{tokenize}'; use thread or process")
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.token_budget = max(token_budget, tokenizer.max_length)
         self.group_size = group_size
+        self.tokenize = tokenize
+        self.carry_partial = carry_partial
+        self._pool: Any = None
         self.dim = encoder.hidden
         self.max_tokens = tokenizer.max_length
         self.device = encoder.device
@@ -425,9 +490,18 @@ class FastEmbedder:
             compile=cfg.compile,
             attention=cfg.attention,
             fused_gelu=cfg.fused_gelu,
+            kernels=cfg.kernels,
         )
         tokenizer = BatchTokenizer(hf_tokenizer, int(transformer.max_seq_length))
-        return cls(encoder, tokenizer, token_budget=cfg.token_budget, group_size=cfg.group_size)
+        budget = cfg.token_budget or (262144 if str(device).startswith("cuda") else 65536)
+        return cls(
+            encoder,
+            tokenizer,
+            token_budget=budget,
+            group_size=cfg.group_size,
+            tokenize=cfg.tokenize,
+            carry_partial=cfg.carry_partial,
+        )
 
     def embed_tokens(self, flat_ids: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
         """Vectors of pre-tokenised sequences, on the encoder's device, in input order."""
@@ -437,21 +511,63 @@ class FastEmbedder:
             out.index_copy_(0, p.order, self.encoder.encode_pack(p))
         return out
 
+    def _process_pool(self) -> Any:
+        """The tokenising worker process (spawned on first use, then kept)."""
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            t = self.tokenizer
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=mp.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(t.json, t.max_length, t.strip, t.fast),
+            )
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the tokenising worker process, if one was started."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
     def embed(self, texts: Sequence[str], *, is_query: bool = False) -> np.ndarray:
         """``(len(texts), dim)`` float32 vectors; tokenising overlaps the GPU's work."""
         n = len(texts)
         out = torch.empty(n, self.dim, device=self.device, dtype=torch.float32)
         tokens = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool:
+        thread_pool = None
+        if self.tokenize == "thread":
+            pool = thread_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+            encode: Callable[..., tuple[np.ndarray, np.ndarray]] = self.tokenizer.encode
+        else:
+            pool, encode = self._process_pool(), _worker_encode
+        try:
             ranges = list(_groups(n, self.group_size))
             futures: list[Future[tuple[np.ndarray, np.ndarray]]] = [
-                pool.submit(self.tokenizer.encode, texts[a:b]) for a, b in ranges
+                pool.submit(encode, texts[a:b]) for a, b in ranges
             ]
-            for (start, _), fut in zip(ranges, futures):
+            held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # sequences carried over
+            for g, ((start, end), fut) in enumerate(zip(ranges, futures)):
                 flat, lengths = fut.result()
                 tokens += int(lengths.sum())
-                for pack in pack_sequences(flat, lengths, self.token_budget, first_index=start):
+                index = np.arange(start, end, dtype=np.int64)
+                if held is not None:
+                    flat = np.concatenate([held[0], flat])
+                    lengths = np.concatenate([held[1], lengths])
+                    index = np.concatenate([held[2], index])
+                    held = None
+                packs = pack_sequences(flat, lengths, self.token_budget, indices=index)
+                room = self.token_budget - self.tokenizer.max_length  # another sequence would fit
+                if self.carry_partial and g + 1 < len(ranges) and packs and packs[-1].n_tokens <= room:
+                    last = packs.pop()  # part-filled: pack it again with the next group
+                    held = (last.ids.numpy().astype(np.int32), last.lengths.numpy(), last.order.numpy())
+                for pack in packs:
                     p = pack.to(self.device)
                     out.index_copy_(0, p.order, self.encoder.encode_pack(p))
+        finally:
+            if thread_pool is not None:
+                thread_pool.shutdown(wait=True, cancel_futures=True)
         self.last_tokens = tokens
         return out.cpu().numpy()

@@ -44,6 +44,11 @@ class LCConfig:
     ``triton`` kernels (gpu.triton_lc), ``torch`` eager ops, or ``compile`` (torch.compile, for the
     prefill only); ``auto`` is Triton on CUDA where it is installed. ``graphs`` replays questions
     as CUDA graphs (one per 32-token length bucket and prefix), which removes the launch gaps.
+    ``prune_last_layer`` skips the prefill work whose result nothing reads: in the last layer only
+    the keys and values of every token (for the cache) and the last token's query, attention and
+    MLP (for the logits) are computed. ``attention_split`` > 0 runs the prefill's causal attention
+    per block of that many queries on CUDA: the block over all earlier keys without a mask, over
+    its own keys causally, the two merged exactly by log-sum-exp (0: one causal call a layer).
     """
 
     chunk_tokens: int = 8192
@@ -51,6 +56,8 @@ class LCConfig:
     attention: str = "auto"
     kernels: str = "auto"
     graphs: bool = True
+    prune_last_layer: bool = True
+    attention_split: int = 0
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_BACKENDS:
@@ -181,6 +188,38 @@ def causal_attention(
     return out[0].transpose(0, 1)
 
 
+def _cudnn_lse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, causal: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cuDNN attention ``(n, H, d)`` and its float32 log-sum-exp ``(H, n)``, grouped KV heads as
+    they are (causal aligned to the first key, so only for equal lengths)."""
+    qt, kt, vt = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+    res = torch.ops.aten._scaled_dot_product_cudnn_attention(
+        qt, kt, vt, None, True, 0.0, causal, False, scale=scale
+    )
+    return res[0][0].transpose(0, 1), res[1].reshape(q.shape[1], q.shape[0]).float()
+
+
+def split_causal_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float, block: int, backend: str = "auto"
+) -> torch.Tensor:
+    """Causal attention like :func:`causal_attention`, computed per block of ``block`` queries:
+    each block over all earlier keys with no mask and over its own keys causally (cuDNN, with the
+    log-sum-exps), merged exactly in one Triton pass. CUDA half precision only."""
+    from gpu.triton_lc import merge_two
+
+    n = q.shape[0]
+    out = torch.empty_like(q)
+    first = "auto" if backend == "cudnn" else backend  # SDPA's cuDNN call takes grouped KV heads as they are
+    out[:block] = causal_attention(q[:block], k[:block], v[:block], scale=scale, backend=first)
+    for a in range(block, n, block):
+        b = min(n, a + block)
+        o_diag, l_diag = _cudnn_lse(q[a:b], k[a:b], v[a:b], scale, True)
+        o_pre, l_pre = _cudnn_lse(q[a:b], k[:a], v[:a], scale, False)
+        merge_two(o_pre, l_pre, o_diag, l_diag, out[a:b])
+    return out
+
+
 def _flash_lower_right(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """``q`` ``(n, H, d)`` over ``k``/``v`` ``(L, Hkv, d)``, causal aligned to the last key, one
     flash-attention call (grouped KV heads passed as they are)."""
@@ -299,6 +338,33 @@ class LongContextEngine:
         K.rope(qkv[:, hq : hq + hk].view(n, self.n_kv, self.head_dim), cos, sin, k_out)
         v_out.copy_(qkv[:, hq + hk :].view(n, self.n_kv, self.head_dim))
 
+    def _kv_only(
+        self,
+        K: _Kernels,
+        L: _Layer,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        k_out: torch.Tensor,
+        v_out: torch.Tensor,
+    ) -> None:
+        """Keys and values of a chunk into the cache (the rows of the fused weight after Q's)."""
+        n = x.shape[0]
+        hq, hk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        b = None if L.b_qkv is None else L.b_qkv[hq:]
+        kv = F.linear(K.rms(x, L.ln1, self.eps), L.w_qkv[hq:], b)
+        K.rope(kv[:, :hk].view(n, self.n_kv, self.head_dim), cos, sin, k_out)
+        v_out.copy_(kv[:, hk:].view(n, self.n_kv, self.head_dim))
+
+    def _last_query_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """One query ``(1, H, d)`` over all of ``k``/``v`` ``(L, Hkv, d)`` (it is the last token)."""
+        if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+            return _flash_lower_right(q, k, v, self.scale)
+        rep = self.n_heads // self.n_kv
+        qt = q.transpose(0, 1).unsqueeze(0)
+        kt, vt = (t.transpose(0, 1).unsqueeze(0).repeat_interleave(rep, dim=1) for t in (k, v))
+        return F.scaled_dot_product_attention(qt, kt, vt, scale=self.scale)[0].transpose(0, 1)
+
     def _finish(self, K: _Kernels, L: _Layer, x: torch.Tensor, attn: torch.Tensor) -> None:
         """x += o_proj(attn); x += mlp(norm(x)), in place on ``x`` (a chunk of the residual)."""
         a2 = attn.reshape(x.shape[0], -1)
@@ -310,6 +376,11 @@ class LongContextEngine:
         x.addmm_(K.gate(gu, self.inter), L.w_down.T)
 
     def _causal(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        split = self.config.attention_split
+        if split > 0 and q.is_cuda and q.shape[0] > split:
+            return split_causal_attention(
+                q, k, v, scale=self.scale, block=split, backend=self.config.attention
+            )
         return causal_attention(q, k, v, scale=self.scale, backend=self.config.attention)
 
     def _extend_attention(
@@ -369,15 +440,29 @@ class LongContextEngine:
         if n == 0:
             raise ValueError("cannot prefill an empty document")
         cap = n + self.config.question_capacity
-        kv_shape = (cap, self.n_kv, self.head_dim)
-        kcache = [torch.empty(kv_shape, device=self.device, dtype=self.dtype) for _ in self.layers]
-        vcache = [torch.empty(kv_shape, device=self.device, dtype=self.dtype) for _ in self.layers]
+        # One allocation for the whole cache (56 cudaMalloc calls cost milliseconds after a cache flush).
+        kv = torch.empty(
+            2, len(self.layers), cap, self.n_kv, self.head_dim, device=self.device, dtype=self.dtype
+        )
+        kcache, vcache = list(kv[0].unbind(0)), list(kv[1].unbind(0))
         x = self.embed(ids)
         qbuf = torch.empty(n, self.n_heads, self.head_dim, device=self.device, dtype=self.dtype)
         step = self.config.chunk_tokens
         rotary = [self._cos_sin(a, min(n, a + step) - a) for a in range(0, n, step)]
         K = self.kernels
-        for L, kc, vc in zip(self.layers, kcache, vcache):
+        last = len(self.layers) - 1 if self.config.prune_last_layer else -1
+        for i, (L, kc, vc) in enumerate(zip(self.layers, kcache, vcache)):
+            if i == last:
+                # Only the cache and the last token's output are read after the last layer.
+                for a in range(0, n, step):
+                    b = min(n, a + step)
+                    self._kv_only(K, L, x[a:b], *rotary[a // step], kc[a:b], vc[a:b])
+                cos, sin = rotary[-1]
+                scratch = torch.empty(2, 1, self.n_kv, self.head_dim, device=self.device, dtype=self.dtype)
+                self._qkv(K, L, x[-1:], cos[-1:], sin[-1:], qbuf[-1:], scratch[0], scratch[1])
+                attn = self._last_query_attention(qbuf[-1:], kc[:n], vc[:n])
+                self._finish(K, L, x[-1:], attn)
+                continue
             for a in range(0, n, step):
                 b = min(n, a + step)
                 self._qkv(K, L, x[a:b], *rotary[a // step], qbuf[a:b], kc[a:b], vc[a:b])

@@ -92,3 +92,39 @@ def silu_gate(gu: torch.Tensor, inter: int) -> torch.Tensor:
         gu, out, inter, gu.stride(0), out.stride(0), BLOCK=block, num_warps=4
     )
     return out
+
+
+@triton.jit
+def _merge_kernel(
+    o1_ptr, l1_ptr, o2_ptr, l2_ptr, out_ptr, n_heads, s1_t, s1_h, s2_t, s2_h, so_t, so_h,
+    sl1_h, sl1_t, sl2_h, sl2_t,
+    D: tl.constexpr, HP: tl.constexpr,
+):  # fmt: skip
+    t = tl.program_id(0).to(tl.int64)
+    h = tl.arange(0, HP)
+    ok = h < n_heads
+    l1 = tl.load(l1_ptr + h * sl1_h + t * sl1_t, mask=ok, other=0.0).to(tl.float32)
+    l2 = tl.load(l2_ptr + h * sl2_h + t * sl2_t, mask=ok, other=0.0).to(tl.float32)
+    w1 = tl.sigmoid(l1 - l2)[:, None]  # exp(l1) / (exp(l1) + exp(l2))
+    j = tl.arange(0, D)[None, :]
+    hh = h[:, None]
+    m = ok[:, None]
+    o1 = tl.load(o1_ptr + t * s1_t + hh * s1_h + j, mask=m, other=0.0).to(tl.float32)
+    o2 = tl.load(o2_ptr + t * s2_t + hh * s2_h + j, mask=m, other=0.0).to(tl.float32)
+    tl.store(out_ptr + t * so_t + hh * so_h + j, (o2 + w1 * (o1 - o2)).to(out_ptr.dtype.element_ty), mask=m)
+
+
+def merge_two(
+    o1: torch.Tensor, l1: torch.Tensor, o2: torch.Tensor, l2: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    """Exact softmax merge of two attention results over disjoint keys into ``out``.
+
+    ``o1``/``o2``/``out`` ``(tokens, heads, d)`` (unit stride along ``d``), ``l1``/``l2`` the
+    float32 log-sum-exps ``(heads, tokens)`` (any strides)."""
+    tokens, heads, d = o1.shape
+    _merge_kernel[(tokens,)](
+        o1, l1, o2, l2, out, heads, o1.stride(0), o1.stride(1), o2.stride(0), o2.stride(1),
+        out.stride(0), out.stride(1), l1.stride(0), l1.stride(1), l2.stride(0), l2.stride(1),
+        D=d, HP=triton.next_power_of_2(heads), num_warps=4,
+    )  # fmt: skip
+    return out

@@ -76,6 +76,15 @@ def test_fast_embedder_equals_sentence_transformers_on_cpu(embedder) -> None:  #
     assert got.shape == want.shape and got.dtype == np.float32
     assert np.abs(got - want).max() < 1e-5
     assert fast.last_tokens > 6 * 150
+    # Without carrying part-filled packs, and tokenised in a worker process: the same vectors.
+    for kw in ({"carry_partial": False}, {"tokenize": "process"}):
+        other = FastEmbedder.from_sentence_transformer(
+            embedder.model, EmbedConfig(device="cpu", token_budget=700, group_size=4, **kw)
+        )
+        try:
+            assert np.abs(other.embed(texts) - got).max() < 1e-6
+        finally:
+            other.close()
     # The tokenizer gives the ids sentence-transformers uses, cut at the window.
     tok = BatchTokenizer(embedder.model[0].tokenizer, embedder.max_tokens)
     flat, lengths = tok.encode(texts[-2:])

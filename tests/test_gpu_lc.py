@@ -124,3 +124,17 @@ def test_cuda_bf16_engine_matches_cpu_and_reuses_prefix(attention: str) -> None:
     assert float((split - got).norm() / got.norm()) < 2e-2
     full = engine.prefill(torch.cat([doc, q]).cuda()).last_logits.cpu()
     assert float((got - full).norm() / full.norm()) < 3e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_split_causal_attention_equals_one_call() -> None:
+    from gpu.lc import causal_attention, split_causal_attention
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(3000, 8, 128, device="cuda", dtype=torch.bfloat16, generator=g)
+    k = torch.randn(3000, 2, 128, device="cuda", dtype=torch.bfloat16, generator=g)
+    v = torch.randn(3000, 2, 128, device="cuda", dtype=torch.bfloat16, generator=g)
+    ref = causal_attention(q, k, v, scale=128**-0.5, backend="math").float()
+    got = split_causal_attention(q, k, v, scale=128**-0.5, block=1024).float()
+    assert float((got - ref).norm() / ref.norm()) < 1e-2
