@@ -104,6 +104,11 @@ class EmbeddingSettings(_Section):
         "interpolation (absolute positions) or NTK rotary scaling (RoPE). Measured in docs/retrieval.md.",
         ge=16,
     )
+    packed_gpu: bool = Field(
+        True,
+        description="On CUDA, embed documents with the packed half-precision encoder of gpu/embed.py "
+        "(BERT-family models; falls back to sentence-transformers for others). docs/gpu.md.",
+    )
 
 
 class ChunkingSettings(_Section):

@@ -92,6 +92,7 @@ class SentenceTransformerEmbedder:
         max_tokens: int | None = None,
         extend_to: int | None = None,
         query_threads: int | None = 1,
+        packed_gpu: bool = True,
     ) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers import AutoConfig
@@ -141,6 +142,10 @@ class SentenceTransformerEmbedder:
         # machine, and 10-20x faster on a busy one (measured in docs/retrieval.md).
         self.query_threads = query_threads
         self._warned = False
+        # On CUDA, documents go through gpu.embed's packed encoder (no padding, half precision,
+        # fused attention); built on first use, sentence-transformers when it cannot be.
+        self.packed_gpu = packed_gpu and str(device).startswith("cuda") and not extend_to
+        self._packed: Any = None
 
     # -- helpers ------------------------------------------------------------------------
     @property
@@ -170,7 +175,25 @@ class SentenceTransformerEmbedder:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return token_windows(enc["offset_mapping"], len(text), win, stride)
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _packed_encoder(self) -> Any:
+        if self._packed is None and self.packed_gpu:
+            from gpu.embed import EmbedConfig, FastEmbedder
+
+            try:
+                self._packed = FastEmbedder.from_sentence_transformer(
+                    self.model, EmbedConfig(device=str(self.device))
+                )
+            except (ValueError, RuntimeError, ImportError, AttributeError) as exc:
+                log.info(
+                    "packed GPU encoder unavailable for %s (%s); using sentence-transformers", self.name, exc
+                )
+                self.packed_gpu = False
+        return self._packed
+
+    def _encode(self, texts: list[str], *, packed: bool = False) -> np.ndarray:
+        fast = self._packed_encoder() if packed else None
+        if fast is not None:
+            return np.ascontiguousarray(fast.embed(texts), dtype=np.float32)
         vecs = self.model.encode(
             texts,
             batch_size=self.batch_size,
@@ -189,7 +212,7 @@ class SentenceTransformerEmbedder:
                 return self._encode([self.query_prefix + t for t in texts])
         if self.long_text == "truncate":
             self._warn_truncation(texts)
-            return self._encode([self.document_prefix + t for t in texts])
+            return self._encode([self.document_prefix + t for t in texts], packed=True)
         return self.embed_multi(texts).pooled(len(texts), "mean")
 
     def embed_multi(self, texts: Sequence[str], *, window: int | None = None) -> MultiVectors:
@@ -202,7 +225,7 @@ class SentenceTransformerEmbedder:
                 owners.append(i)
         if not pieces:
             return MultiVectors(np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64))
-        return MultiVectors(self._encode(pieces), np.asarray(owners, dtype=np.int64))
+        return MultiVectors(self._encode(pieces, packed=True), np.asarray(owners, dtype=np.int64))
 
     def _warn_truncation(self, texts: Sequence[str]) -> None:
         if self._warned:
