@@ -247,6 +247,29 @@ def answer_block(lib: Library, lib_key: str, out: Outcome, turn: int, prefix: st
 
 
 # -- tabs -----------------------------------------------------------------------------------
+def ask_streaming(lib: Library, view, question: str, mode: Mode, scope: Sequence[str]) -> Outcome:  # type: ignore[no-untyped-def]
+    """Ask, showing the answer as it is decoded; the preview gives way to the answer with its
+    checked citations when it is complete."""
+    status = st.empty()
+    preview = st.empty()
+    status.caption("Reading and answering… (a long document read whole takes a while the first time)")
+    pieces: list[str] = []
+
+    def on_text(piece: str) -> None:
+        pieces.append(piece)
+        preview.markdown("".join(pieces) + " ▌")
+
+    def on_restart(reason: str) -> None:
+        pieces.clear()
+        preview.empty()
+        status.caption(f"Answering again: {reason}…")
+
+    out = lib.ask(view, question, mode, scope, on_text=on_text, on_restart=on_restart)
+    status.empty()
+    preview.empty()
+    return out
+
+
 def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
     rows = lib.ready()
     if not rows:
@@ -288,8 +311,7 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
             except Exception as exc:
                 out = Outcome(None, explain(exc, settings), 0.0, mode)
             else:
-                with st.spinner("Reading and answering… (the answer appears when it is complete)"):
-                    out = lib.ask(view, question, mode, scope)
+                out = ask_streaming(lib, view, question, mode, scope)
             answer_block(lib, lib_key, out, len(chat))
     chat.append(Turn(question, mode, tuple(scope), out))
 

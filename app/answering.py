@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -68,12 +68,31 @@ def location(doc: Document, span: Span) -> str:
     return f"chars {span.start}-{span.end}"
 
 
+def prompt_location(doc: Document, span: Span) -> str:
+    """The location a source label shows the model: pages or times; not character offsets, which
+    mean nothing to it (a small model copies them into the answer as page numbers)."""
+    loc = location(doc, span)
+    return "" if loc.startswith("chars ") else loc
+
+
 def fmt_time(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
 # -- RAG -----------------------------------------------------------------------------------
+TextFn = Callable[[str], None]
+
+
+def _generate(
+    gen: Generator, messages: Sequence[Message], max_tokens: int, temperature: float, on_text: TextFn | None
+) -> Generation:
+    """``gen.generate``, streaming the answer's pieces to ``on_text`` when one is given."""
+    if on_text is None:
+        return gen.generate(messages, max_tokens=max_tokens, temperature=temperature)
+    return gen.generate(messages, max_tokens=max_tokens, temperature=temperature, on_text=on_text)
+
+
 def answer_rag(
     question: str,
     retrieved: Sequence[Retrieved],
@@ -82,6 +101,7 @@ def answer_rag(
     *,
     max_tokens: int,
     temperature: float = 0.0,
+    on_text: TextFn | None = None,
 ) -> ModeResult:
     # Order-preserving assembly: sources in document order (OP-RAG), numbered from 1.
     ordered = sorted(retrieved, key=lambda r: (r.chunk.doc_id, r.chunk.span.start))
@@ -89,8 +109,8 @@ def answer_rag(
         Source(number=i, doc=docs[r.chunk.doc_id], span=r.chunk.span, chunk=r.chunk)
         for i, r in enumerate(ordered, start=1)
     ]
-    blocks = [(source_label(s.number, s.doc.title, location(s.doc, s.span)), s.text) for s in sources]
-    gen_out = gen.generate(rag_messages(question, blocks), max_tokens=max_tokens, temperature=temperature)
+    blocks = [(source_label(s.number, s.doc.title, prompt_location(s.doc, s.span)), s.text) for s in sources]
+    gen_out = _generate(gen, rag_messages(question, blocks), max_tokens, temperature, on_text)
     text = gen_out.text or NOT_FOUND
     refused = is_refusal(text)
     shown, cites = cite(text, sources, match_unmarked=not refused)
@@ -185,6 +205,7 @@ def answer_lc(
     temperature: float = 0.0,
     overflow: LCOverflow = "refuse",
     notes_tokens: int = 256,
+    on_text: TextFn | None = None,
 ) -> ModeResult:
     capacity = lc_capacity(gen, question, max_tokens, len(docs))
     if capacity < 256:
@@ -196,7 +217,7 @@ def answer_lc(
     counts = [gen.count_tokens(d.text) for d in docs]
     plan = lc_plan(sum(counts), capacity, overflow)
     if plan == "map_reduce":
-        return _map_reduce(question, docs, chunks, gen, max_tokens, temperature, notes_tokens)
+        return _map_reduce(question, docs, chunks, gen, max_tokens, temperature, notes_tokens, on_text)
     note = ""
     material = [(d.title, d.text) for d in docs]
     read: dict[str, list[Span]] = {}
@@ -213,7 +234,7 @@ def answer_lc(
             "the documents are longer than the window: LC read their beginning and end "
             f"({share:.0%} of the text)"
         )
-    gen_out = gen.generate(lc_messages(question, material), max_tokens=max_tokens, temperature=temperature)
+    gen_out = _generate(gen, lc_messages(question, material), max_tokens, temperature, on_text)
     result = _cite_lc(gen_out.text, [], docs, chunks, gen_out, read)
     return replace(result, strategy=plan, note=note)
 
@@ -239,6 +260,7 @@ def _map_reduce(
     max_tokens: int,
     temperature: float,
     notes_tokens: int,
+    on_text: TextFn | None = None,
 ) -> ModeResult:
     question_tokens = max(QUESTION_ALLOWANCE, gen.count_tokens(question))
     overhead = gen.count_tokens(READ_PART_SYSTEM) + question_tokens + 2 * notes_tokens + PROMPT_OVERHEAD
@@ -261,9 +283,8 @@ def _map_reduce(
             if out.text.strip():
                 notes = out.text.strip()
     title = docs[0].title if len(docs) == 1 else f"{len(docs)} documents"
-    final = gen.generate(
-        answer_from_notes_messages(question, title, notes), max_tokens=max_tokens, temperature=temperature
-    )
+    final_msgs = answer_from_notes_messages(question, title, notes)
+    final = _generate(gen, final_msgs, max_tokens, temperature, on_text)
     gens.append(final)
     quotes = [a or b for a, b in _QUOTED.findall(notes)]
     result = _cite_lc(final.text, quotes, docs, chunks, _sum(gens))

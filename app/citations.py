@@ -20,6 +20,19 @@ from pipeline.types import Chunk, Citation, Document, Span
 MIN_SUPPORT = 0.5
 MIN_CLAIM_TERMS = 2
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*(?:,|;|-|–)\s*\d+)*)\]")
+# Talk about where something is written ("as stated in the text on page 7489") is not a claim
+# about the document's content: it is left out of the words and numbers a source must support.
+_WHERE = re.compile(
+    r"\b(?:on|in|at)\s+(?:pages?|pp?\.)\s*\d+(?:\s*[-–]\s*\d+)?"
+    r"|\b(?:in|from|according\s+to)\s+(?:the\s+)?(?:given\s+|provided\s+)?"
+    r"(?:text|sources?|documents?|excerpts?|passages?)\b",
+    re.IGNORECASE,
+)
+
+
+def claim_of(sentence: str) -> str:
+    """The claim a sentence makes: without citation markers and without talk of where it is written."""
+    return re.sub(r"\s{2,}", " ", _WHERE.sub("", _MARKER.sub("", sentence))).strip()
 
 
 @dataclass(frozen=True)
@@ -131,7 +144,7 @@ def cite(
     cursor = 0
     for a, b in spans:
         sentence = answer[a:b]
-        claim = _MARKER.sub("", sentence).strip()
+        claim = claim_of(sentence)
         if len(terms(claim)) < MIN_CLAIM_TERMS:
             claim = f"{prev_claim} {claim}".strip()
         cited = [n for m in _MARKER.finditer(sentence) for n in _marker_numbers(m.group(1))]

@@ -53,6 +53,7 @@ def build_embedder(settings: Settings) -> Embedder:
             document_prefix=spec.document_prefix,
             long_text=settings.embedding.long_text,
             extend_to=settings.embedding.extend_to,
+            packed_gpu=settings.embedding.packed_gpu,
         )
     if Path(name).is_dir():
         return SentenceTransformerEmbedder(
@@ -61,6 +62,7 @@ def build_embedder(settings: Settings) -> Embedder:
             batch_size=settings.embedding.batch_size,
             long_text=settings.embedding.long_text,
             extend_to=settings.embedding.extend_to,
+            packed_gpu=settings.embedding.packed_gpu,
         )
     raise ModelUnavailable(
         f"unknown embedding model '{name}'; use one of {', '.join(cat.embedders)} or a local "
@@ -312,7 +314,18 @@ class QAService:
             )
         return RouteDecision(mode, f"{mode.upper()} mode was requested", auto.features, forced=True)
 
-    def ask(self, question: str, *, mode: Mode = "auto", doc_ids: Sequence[str] | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        *,
+        mode: Mode = "auto",
+        doc_ids: Sequence[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        on_restart: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """Answer with citations. ``on_text`` receives the answer's text as it is decoded (a
+        preview: the returned answer is the one with checked citations); ``on_restart`` is told
+        why, when the Self-Route fallback discards a streamed RAG answer and answers again."""
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
@@ -322,18 +335,21 @@ class QAService:
         result: ModeResult
         retrieval = ""
         if decision.mode == "rag":
-            result, retrieval = self._answer_rag(question, docs, self.settings.retrieval.top_k)
+            result, retrieval = self._answer_rag(question, docs, self.settings.retrieval.top_k, on_text)
         else:
-            result = self._answer_lc(question, docs)
+            result = self._answer_lc(question, docs, on_text)
         spent = (0, 0)
         if decision.mode == "rag" and not decision.forced:  # Self-Route fallback (docs/router.md)
             fb = should_fall_back(question, result.text, decision, model=self.generator.name)
             if fb.rerun:
                 spent = (result.generation.prompt_tokens, result.generation.completion_tokens)
+                if on_restart is not None:
+                    on_restart(fb.reason)
                 if fb.target == "lc":
-                    result = self._answer_lc(question, docs)
+                    result = self._answer_lc(question, docs, on_text)
                 else:
-                    result, retrieval = self._answer_rag(question, docs, 3 * self.settings.retrieval.top_k)
+                    k = 3 * self.settings.retrieval.top_k
+                    result, retrieval = self._answer_rag(question, docs, k, on_text)
                 decision = RouteDecision(
                     "lc" if fb.target == "lc" else "rag",
                     f"{decision.reason}; then {fb.reason}",
@@ -358,7 +374,9 @@ class QAService:
             retrieval=retrieval,
         )
 
-    def _answer_rag(self, question: str, docs: Sequence[Document], k: int) -> tuple[ModeResult, str]:
+    def _answer_rag(
+        self, question: str, docs: Sequence[Document], k: int, on_text: Callable[[str], None] | None = None
+    ) -> tuple[ModeResult, str]:
         cfg = self.settings.llm
         retrieved = self.retriever.retrieve(question, k=k, doc_ids=[d.doc_id for d in docs])
         retrieval = f"{self.settings.retrieval.method} top-{len(retrieved)}"
@@ -371,9 +389,12 @@ class QAService:
             self.generator,
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
+            on_text=on_text,
         ), retrieval
 
-    def _answer_lc(self, question: str, docs: Sequence[Document]) -> ModeResult:
+    def _answer_lc(
+        self, question: str, docs: Sequence[Document], on_text: Callable[[str], None] | None = None
+    ) -> ModeResult:
         cfg = self.settings.llm
         chunks = [c for d in docs for c in self.store.chunks_of(d.doc_id)]
         return answer_lc(
@@ -385,6 +406,7 @@ class QAService:
             temperature=cfg.temperature,
             overflow=cfg.lc_overflow,
             notes_tokens=cfg.notes_tokens,
+            on_text=on_text,
         )
 
     def with_settings(self, settings: Settings, generator: Generator | None = None) -> QAService:

@@ -253,7 +253,13 @@ class Library:
 
     # -- asking -------------------------------------------------------------------------
     def ask(
-        self, view: QAService, question: str, mode: Mode, doc_ids: Sequence[str] | None = None
+        self,
+        view: QAService,
+        question: str,
+        mode: Mode,
+        doc_ids: Sequence[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        on_restart: Callable[[str], None] | None = None,
     ) -> Outcome:
         t0 = time.perf_counter()
         if doc_ids:
@@ -267,7 +273,13 @@ class Library:
                 return Outcome(None, problem, 0.0, mode)
         try:
             with self.lock.read():
-                ans = view.ask(question, mode=mode, doc_ids=list(doc_ids) if doc_ids else None)
+                ans = view.ask(
+                    question,
+                    mode=mode,
+                    doc_ids=list(doc_ids) if doc_ids else None,
+                    on_text=on_text,
+                    on_restart=on_restart,
+                )
         except Exception as exc:  # shown to the user as a message with the fix
             return Outcome(None, explain(exc, view.settings), time.perf_counter() - t0, mode)
         return Outcome(ans, None, time.perf_counter() - t0, mode)

@@ -80,3 +80,16 @@ def test_forcing_lc_on_a_document_larger_than_the_window_is_refused(service) -> 
 def test_empty_library_says_what_to_do(service) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(LookupError, match="longqa ingest"):
         service.ask("anything?")
+
+
+def test_streamed_answer_is_the_answer(service) -> None:  # type: ignore[no-untyped-def]
+    """on_text sees the answer as it is decoded, piece by piece, and streaming changes nothing."""
+    service.ingest([shared("pdf/docling_redp5110_sampled.pdf")])
+    q = "What was the average brand equity loss per attack in 2013?"
+    pieces: list[str] = []
+    streamed = service.ask(q, mode="rag", on_text=pieces.append)
+    plain = service.ask(q, mode="rag")
+    assert len(pieces) > 3
+    assert streamed.text == plain.text
+    assert [c.span for c in streamed.citations] == [c.span for c in plain.citations]
+    assert "9.4" in "".join(pieces)

@@ -85,3 +85,17 @@ def test_fuzzy_quote_is_located_and_shown_as_the_source_sentence() -> None:
     assert quote.startswith("Among the treasures of the British Museum") and "whichcontains" in quote
     # A paraphrase that is not in the text is not located.
     assert locate_quote("The British Library keeps a manuscript with seven famous ballads", doc) is None
+
+
+def test_talk_of_where_it_is_written_is_not_a_claim() -> None:
+    """A small model adds "This is stated in the text on page 7489 [2]": the words and number
+    about where it is written must not make a supported claim unverified."""
+    _doc, sources = _sources()
+    answer = "Almost 5000 data breaches have occurred since 2005. This is stated in the text on page 7489 [2]"
+    _text, cites = cite(answer, sources)
+    assert [(c.number, c.verified) for c in cites] == [(2, True)]
+    _text, cites = cite("According to the source, almost 5000 data breaches occurred since 2005 [2]", sources)
+    assert [(c.number, c.verified) for c in cites] == [(2, True)]
+    # A claim's own numbers still count: a wrong figure stays unverified.
+    _text, cites = cite("Almost 7000 data breaches have occurred since 2005 on page 5 [2].", sources)
+    assert [(c.number, c.verified) for c in cites] == [(2, False)]

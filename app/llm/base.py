@@ -14,8 +14,8 @@ prompt unchanged and rely on the server's prefix caching (vLLM, SGLang, llama.cp
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 # A private-use character that never occurs in real text: marks the end of the reusable
@@ -70,7 +70,10 @@ class Generator(Protocol):
         max_tokens: int,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
-    ) -> Generation: ...
+        on_text: Callable[[str], None] | None = None,
+    ) -> Generation:
+        """The whole answer; ``on_text`` (when given) receives each piece as it is decoded."""
+        ...
 
     def stream(
         self,
@@ -80,6 +83,59 @@ class Generator(Protocol):
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> Iterator[str]: ...
+
+
+class DecodingLoop:
+    """``generate`` and ``stream`` for a backend that implements one decoding loop, ``_run``:
+    it yields text pieces as they are decoded and hands the finished ``Generation`` (usage,
+    timings; its text is filled in here) to ``done`` when given."""
+
+    def _run(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str] | None,
+        done: Callable[[Generation], None] | None,
+    ) -> Iterator[str]:
+        raise NotImplementedError
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Generation:
+        finished: list[Generation] = []
+        pieces: list[str] = []
+        for piece in self._run(messages, max_tokens, temperature, stop, finished.append):
+            pieces.append(piece)
+            if on_text is not None:
+                on_text(piece)
+        return replace(finished[0], text="".join(pieces).strip())
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> Iterator[str]:
+        yield from self._run(messages, max_tokens, temperature, stop, None)
+
+
+def check_window(name: str, n_tokens: int, window: int) -> None:
+    """Raise a clear error when a prompt leaves no room in the window for an answer."""
+    if n_tokens + 1 >= window:
+        raise LLMError(
+            f"{name}: the prompt has {n_tokens:,} tokens, more than the {window:,}-token window; "
+            "use RAG mode or an LC overflow strategy (middle_cut, map_reduce), or a model with a "
+            "larger window"
+        )
 
 
 def render_with_mark(messages: Sequence[Message]) -> list[dict[str, str]]:

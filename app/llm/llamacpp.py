@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from app.llm.base import (
+    DecodingLoop,
     Generation,
     LLMError,
     Message,
     SpeedMeter,
+    check_window,
     render_with_mark,
     split_at_mark,
 )
@@ -47,7 +49,7 @@ class PrefillResult:
     source: str  # "live", "ram", "disk", "evaluated" or "none" (no marked prefix)
 
 
-class LlamaCppGenerator:
+class LlamaCppGenerator(DecodingLoop):
     def __init__(
         self,
         model_path: str | Path,
@@ -239,37 +241,6 @@ class LlamaCppGenerator:
             return self._prepare_prefix(tokens, n_prefix, progress)
 
     # -- generation ---------------------------------------------------------------------
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-    ) -> Generation:
-        result: list[Generation] = []
-        text = "".join(self._run(messages, max_tokens, temperature, stop, result.append))
-        g = result[0]
-        return Generation(
-            text=text.strip(),
-            prompt_tokens=g.prompt_tokens,
-            completion_tokens=g.completion_tokens,
-            seconds=g.seconds,
-            cached_tokens=g.cached_tokens,
-            finish_reason=g.finish_reason,
-            first_token_s=g.first_token_s,
-        )
-
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-    ) -> Iterator[str]:
-        yield from self._run(messages, max_tokens, temperature, stop, None)
-
     def _run(
         self,
         messages: Sequence[Message],
@@ -281,12 +252,7 @@ class LlamaCppGenerator:
         with self._lock:
             t0 = time.perf_counter()
             tokens, n_prefix, stops = self._render(messages)
-            if len(tokens) + 1 >= self.context_window:
-                raise LLMError(
-                    f"{self.name}: the prompt has {len(tokens):,} tokens, more than the "
-                    f"{self.context_window:,}-token window; use RAG mode or an LC overflow strategy "
-                    "(middle_cut, map_reduce), or a model with a larger window"
-                )
+            check_window(self.name, len(tokens), self.context_window)
             max_tokens = min(max_tokens, self.context_window - len(tokens) - 1)
             pre = self._prepare_prefix(tokens, n_prefix, None)
             reused = max(pre.reused_tokens, self._live_match(tokens))

@@ -14,17 +14,16 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import httpx
 
-from app.llm.base import Generation, LLMError, Message, SpeedMeter, plain_messages
+from app.llm.base import DecodingLoop, Generation, LLMError, Message, SpeedMeter, plain_messages
 
 CHARS_PER_TOKEN = 4  # English text, when no tokenizer for the served model is given
 
 
-class OpenAICompatGenerator:
+class OpenAICompatGenerator(DecodingLoop):
     def __init__(
         self,
         base_url: str,
@@ -149,28 +148,6 @@ class OpenAICompatGenerator:
             resp.close()
 
     # -- generation ----------------------------------------------------------------------
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-    ) -> Generation:
-        done: list[Generation] = []
-        text = "".join(self._run(messages, max_tokens, temperature, stop, done.append))
-        return replace(done[0], text=text.strip())
-
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-    ) -> Iterator[str]:
-        yield from self._run(messages, max_tokens, temperature, stop, None)
-
     def _run(
         self,
         messages: Sequence[Message],

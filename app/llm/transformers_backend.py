@@ -15,11 +15,19 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from app.llm.base import Generation, LLMError, Message, SpeedMeter, render_with_mark, split_at_mark
+from app.llm.base import (
+    DecodingLoop,
+    Generation,
+    LLMError,
+    Message,
+    SpeedMeter,
+    check_window,
+    render_with_mark,
+    split_at_mark,
+)
 from app.llm.kvcache import LRUBySize, prefix_key
 from gpu.device import resolve_device
 
@@ -59,7 +67,7 @@ def truncate_cache(cache: Any, n_tokens: int) -> None:
         )
 
 
-class TransformersGenerator:
+class TransformersGenerator(DecodingLoop):
     def __init__(
         self,
         model_dir: str | Path,
@@ -195,28 +203,6 @@ class TransformersGenerator:
         return int(self._torch.multinomial(probs, 1, generator=self._gen))
 
     # -- generation ---------------------------------------------------------------------------
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-    ) -> Generation:
-        done: list[Generation] = []
-        text = "".join(self._run(messages, max_tokens, temperature, stop, done.append))
-        return replace(done[0], text=text.strip())
-
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-    ) -> Iterator[str]:
-        yield from self._run(messages, max_tokens, temperature, stop, None)
-
     def _run(
         self,
         messages: Sequence[Message],
@@ -230,11 +216,7 @@ class TransformersGenerator:
         with self._lock:
             t0 = time.perf_counter()
             tokens, n_prefix = self._render(messages)
-            if len(tokens) + 1 >= self.context_window:
-                raise LLMError(
-                    f"{self.name}: the prompt has {len(tokens):,} tokens, more than the "
-                    f"{self.context_window:,}-token window; use RAG mode or an LC overflow strategy"
-                )
+            check_window(self.name, len(tokens), self.context_window)
             max_tokens = min(max_tokens, self.context_window - len(tokens) - 1)
             cache, reused, shared = self._prefix_state(tokens, n_prefix)
             if shared and not getattr(cache, "is_croppable", True):
