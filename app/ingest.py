@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from indexes.embedding import Embedder
+from indexes.embedding import Embedder, truncation_warning
 from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig, chunk_document
 from pipeline.errors import IngestError
@@ -158,13 +158,14 @@ class Ingestor:
         self.max_file_bytes = max_file_bytes
         self.asr = asr
         self.walk = walk or WalkOptions()
-        if chunking.max_tokens > embedder.max_tokens - 2:
-            log.warning(
-                "chunks of %d tokens exceed what %s reads (%d); their ends would not be embedded",
-                chunking.max_tokens,
-                embedder.name,
-                embedder.max_tokens,
-            )
+        warning = truncation_warning(
+            chunking.max_tokens,
+            embedder.max_tokens,
+            embedder.name,
+            getattr(embedder, "long_text", "truncate"),
+        )
+        if warning:
+            log.warning(warning)
 
     def ingest(
         self,

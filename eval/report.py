@@ -93,9 +93,11 @@ def plot(metrics: Metrics, rows: Sequence[ResultRow], out: Path) -> list[str]:
         grid = [[rt.confusion[m][lab] for lab in ORACLE_LABELS] for m in choices]
         fig, ax = plt.subplots(figsize=(5.5, 2.6))
         ax.imshow(grid, cmap="Greens")
+        top = max((v for row in grid for v in row), default=0)
         for i, row in enumerate(grid):
-            for j, v in enumerate(row):
-                ax.text(j, i, str(v), ha="center", va="center")
+            for j, v in enumerate(row):  # white on the dark cells, so every count stays readable
+                ink = "white" if top and v > 0.6 * top else "black"
+                ax.text(j, i, str(v), ha="center", va="center", color=ink)
         ax.set_xticks(range(len(ORACLE_LABELS)), [f"{lab} right" for lab in ORACLE_LABELS])
         ax.set_yticks(range(len(choices)), [f"router: {m}" for m in choices])
         ax.set_title("Router's choice vs which mode was right")

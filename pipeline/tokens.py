@@ -38,6 +38,8 @@ class HFTokenCounter:
         from transformers import AutoTokenizer
 
         self._tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        # We count tokens of whole documents, not feed them to the model: no length warning.
+        self._tok.model_max_length = 1 << 40
         self.name = f"hf:{Path(tokenizer_dir).name}"
 
     def count(self, texts: Sequence[str]) -> list[int]:
