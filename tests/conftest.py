@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,56 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     engine.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def llama_server(model_cache: Path, log: Path, alias: str, args: list[str]) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on SmolLM2, started for real; yields its URL.
+
+    Skips, saying why, without the dev extra; fails with the server's log if it does not start."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    for mod in ("fastapi", "uvicorn", "sse_starlette", "starlette_context"):
+        reason = "llama-cpp-python's server needs the dev extra: pip install -e '.[dev]'"
+        pytest.importorskip(mod, reason=reason)
+    from app.catalog import load_catalog, resolve_generator
+
+    gguf = resolve_generator(load_catalog().generators["smollm2-135m"], model_cache)
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), *args]
+    url = f"http://127.0.0.1:{port}/v1"
+    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would block the chatty server
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"the llama.cpp server exited: {log.read_text()[-2000:]}")
+                try:
+                    if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the llama.cpp server did not start within 120 s: {log.read_text()[-2000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()

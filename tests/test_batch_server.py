@@ -3,65 +3,24 @@ running SmolLM2 on this machine, with N requests in flight from the batch runner
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
 import pytest
 
 from app.batch import BatchOptions, run_batch
 from app.batch_io import read_table
 from app.llm.base import Generation, Message
-from tests.conftest import shared
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port, llama_server, shared
 
 
 @pytest.fixture(scope="module")
 def server(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    for mod in ("fastapi", "uvicorn", "sse_starlette", "starlette_context"):
-        pytest.importorskip(
-            mod, reason="llama-cpp-python's server needs the dev extra: pip install -e '.[dev]'"
-        )
-    from app.catalog import load_catalog, resolve_generator
-
-    gguf = resolve_generator(load_catalog().generators["smollm2-135m"], model_cache)
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ})
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    with llama_server(model_cache, log, "smollm2", ["--n_ctx", "4096", "--n_threads", "2"]) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 class PeakGenerator:
@@ -137,7 +96,7 @@ def test_n_requests_in_flight(server: str, settings, embedder, folder: Path, tmp
 
 
 def test_server_down_stops_early_with_the_reason(settings, embedder, folder: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    svc = _openai_service(settings, embedder, f"http://127.0.0.1:{_free_port()}/v1", retries=0)
+    svc = _openai_service(settings, embedder, f"http://127.0.0.1:{free_port()}/v1", retries=0)
     q = tmp_path / "q.txt"
     q.write_text("What is this about?\nWho speaks?\nWhen?\n", encoding="utf-8")
     out = tmp_path / "r.jsonl"

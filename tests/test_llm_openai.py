@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ import pytest
 
 from app.llm.base import LLMError, Message
 from app.llm.openai_compat import OpenAICompatGenerator
+from tests.conftest import free_port, llama_server
 
 ALIAS = "smol"
 QUESTION = [
@@ -26,48 +25,13 @@ QUESTION = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("uvicorn", reason="the llama.cpp server needs the dev extra (uvicorn, fastapi)")
-    pytest.importorskip("sse_starlette", reason="the llama.cpp server needs the dev extra (sse-starlette)")
-    from app.catalog import load_catalog, resolve_generator
-
-    gguf = resolve_generator(load_catalog().generators["smollm2-135m"], model_cache)
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", ALIAS]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
-    cmd += ["--n_threads", "1", "--n_threads_batch", "2"]  # one decode thread: fast on a busy machine too
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    out = open(log, "w")  # noqa: SIM115 - a file, not a pipe: a full pipe would block the chatty server
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the llama.cpp server exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the llama.cpp server did not start within 120 s")
-            time.sleep(0.5)
+    # one decode thread: fast on a busy machine too
+    args = ["--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "2"]
+    with llama_server(model_cache, log, ALIAS, args) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        out.close()
 
 
 def test_generate_and_stream_against_a_real_server(server: str) -> None:
@@ -91,7 +55,7 @@ def test_unknown_model_and_server_errors_name_the_fix(server: str) -> None:
 
 
 def test_server_down_is_a_clear_error_after_backoff() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     gen = OpenAICompatGenerator(url, ALIAS, retries=2, backoff_s=0.2)
     t0 = time.monotonic()
     with pytest.raises(

@@ -86,9 +86,19 @@ class Generator(Protocol):
 
 
 class DecodingLoop:
-    """``generate`` and ``stream`` for a backend that implements one decoding loop, ``_run``:
-    it yields text pieces as they are decoded and hands the finished ``Generation`` (usage,
-    timings; its text is filled in here) to ``done`` when given."""
+    """The measured speeds, and ``generate`` and ``stream``, for a backend that implements one
+    decoding loop, ``_run``: it yields text pieces as they are decoded and hands the finished
+    ``Generation`` (usage, timings; its text is filled in here) to ``done`` when given."""
+
+    _speed: SpeedMeter  # set by each backend: measured prefill and decode speeds
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self._speed.prefill
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self._speed.decode
 
     def _run(
         self,

@@ -95,14 +95,6 @@ class LlamaCppGenerator(DecodingLoop):
         self._formatter = self._make_formatter()
 
     # -- speeds and tokens ------------------------------------------------------------
-    @property
-    def prefill_tokens_per_s(self) -> float:
-        return self._speed.prefill
-
-    @property
-    def decode_tokens_per_s(self) -> float:
-        return self._speed.decode
-
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 

@@ -54,14 +54,6 @@ class OpenAICompatGenerator(DecodingLoop):
             timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)), headers=headers
         )
 
-    @property
-    def prefill_tokens_per_s(self) -> float:
-        return self._speed.prefill
-
-    @property
-    def decode_tokens_per_s(self) -> float:
-        return self._speed.decode
-
     def count_tokens(self, text: str) -> int:
         if self._count is not None:
             return self._count(text)

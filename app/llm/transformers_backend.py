@@ -129,14 +129,6 @@ class TransformersGenerator(DecodingLoop):
         self.forwarded_tokens = 0  # prompt tokens run through the model (for tests and metrics)
 
     # -- speeds and tokens ----------------------------------------------------------------
-    @property
-    def prefill_tokens_per_s(self) -> float:
-        return self._speed.prefill
-
-    @property
-    def decode_tokens_per_s(self) -> float:
-        return self._speed.decode
-
     def count_tokens(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False))
 
