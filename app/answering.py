@@ -34,11 +34,12 @@ from app.prompts import (
     lc_messages,
     rag_messages,
     read_part_messages,
+    recheck_messages,
     source_label,
 )
 from indexes.hybrid import Retrieved
 from pipeline.textspan import sentence_spans
-from pipeline.types import Chunk, Citation, Document, Span
+from pipeline.types import Chunk, Citation, Document, FirstDraft, Span
 
 LCOverflow = Literal["refuse", "middle_cut", "map_reduce", "auto"]
 AUTO_CUT_MAX_DROP = 0.25  # "auto" cuts the middle when that drops at most this share of tokens
@@ -56,6 +57,7 @@ class ModeResult:
     strategy: str = ""  # "rag", "full", "middle_cut" or "map_reduce"
     note: str = ""  # what LC did with documents longer than the window, in words
     calls: int = 1
+    first_draft: FirstDraft | None = None  # the answer before its re-check, if there was one
 
 
 def location(doc: Document, span: Span) -> str:
@@ -82,6 +84,48 @@ def fmt_time(seconds: float) -> str:
 
 # -- RAG -----------------------------------------------------------------------------------
 TextFn = Callable[[str], None]
+RECHECK_NOTE = "a cited passage did not state the first answer, so the model checked it once more"
+
+
+def _verified_share(result: ModeResult) -> float:
+    return sum(c.verified for c in result.citations) / len(result.citations) if result.citations else 0.0
+
+
+def _recheck(
+    first: ModeResult,
+    messages: Sequence[Message],
+    mode: str,
+    gen: Generator,
+    max_tokens: int,
+    temperature: float,
+    on_text: TextFn | None,
+    on_restart: TextFn | None,
+    cite_again: Callable[[Generation], ModeResult],
+) -> ModeResult:
+    """One second look when a shown citation fails verification (docs/citations.md): the first
+    answer and a request to check it against the material go back to the model, on the same
+    prompt (its KV cache is reused). The new answer replaces the first when it says the material
+    does not contain the answer or more of its citations are verified; either way both calls are
+    counted and the first draft is kept on the result."""
+    if first.refused or all(c.verified for c in first.citations):
+        return first
+    if on_restart is not None:
+        on_restart(RECHECK_NOTE)
+    again = _generate(
+        gen, recheck_messages(messages, first.generation.text, mode), max_tokens, temperature, on_text
+    )
+    second = cite_again(again)
+    take = second.refused or _verified_share(second) > _verified_share(first)
+    chosen = second if take else first
+    draft = FirstDraft(first.text, tuple(first.citations), kept=not take)
+    note = "; ".join(x for x in (first.note, RECHECK_NOTE + ("" if take else " (first answer kept)")) if x)
+    return replace(
+        chosen,
+        generation=_sum([first.generation, again]),
+        calls=first.calls + 1,
+        first_draft=draft,
+        note=note,
+    )
 
 
 def _generate(
@@ -102,6 +146,8 @@ def answer_rag(
     max_tokens: int,
     temperature: float = 0.0,
     on_text: TextFn | None = None,
+    recheck: bool = False,
+    on_restart: TextFn | None = None,
 ) -> ModeResult:
     # Order-preserving assembly: sources in document order (OP-RAG), numbered from 1.
     ordered = sorted(retrieved, key=lambda r: (r.chunk.doc_id, r.chunk.span.start))
@@ -110,11 +156,18 @@ def answer_rag(
         for i, r in enumerate(ordered, start=1)
     ]
     blocks = [(source_label(s.number, s.doc.title, prompt_location(s.doc, s.span)), s.text) for s in sources]
-    gen_out = _generate(gen, rag_messages(question, blocks), max_tokens, temperature, on_text)
-    text = gen_out.text or NOT_FOUND
-    refused = is_refusal(text)
-    shown, cites = cite(text, sources, match_unmarked=not refused)
-    return ModeResult(shown, cites, gen_out, refused, strategy="rag")
+    messages = rag_messages(question, blocks)
+
+    def cited(out: Generation) -> ModeResult:
+        text = out.text or NOT_FOUND
+        refused = is_refusal(text)
+        shown, cites = cite(text, sources, match_unmarked=not refused)
+        return ModeResult(shown, cites, out, refused, strategy="rag")
+
+    result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
+    if recheck:
+        result = _recheck(result, messages, "rag", gen, max_tokens, temperature, on_text, on_restart, cited)
+    return result
 
 
 # -- fitting long documents ----------------------------------------------------------------
@@ -206,6 +259,8 @@ def answer_lc(
     overflow: LCOverflow = "refuse",
     notes_tokens: int = 256,
     on_text: TextFn | None = None,
+    recheck: bool = False,
+    on_restart: TextFn | None = None,
 ) -> ModeResult:
     capacity = lc_capacity(gen, question, max_tokens, len(docs))
     if capacity < 256:
@@ -234,9 +289,15 @@ def answer_lc(
             "the documents are longer than the window: LC read their beginning and end "
             f"({share:.0%} of the text)"
         )
-    gen_out = _generate(gen, lc_messages(question, material), max_tokens, temperature, on_text)
-    result = _cite_lc(gen_out.text, [], docs, chunks, gen_out, read)
-    return replace(result, strategy=plan, note=note)
+    messages = lc_messages(question, material)
+
+    def cited(out: Generation) -> ModeResult:
+        return replace(_cite_lc(out.text, [], docs, chunks, out, read), strategy=plan, note=note)
+
+    result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
+    if recheck:
+        result = _recheck(result, messages, "lc", gen, max_tokens, temperature, on_text, on_restart, cited)
+    return result
 
 
 def _sum(gens: Sequence[Generation]) -> Generation:
@@ -329,6 +390,7 @@ def _cite_lc(
         d.doc_id: sorted((c for c in chunks if c.doc_id == d.doc_id), key=lambda c: c.span.start)
         for d in docs
     }
+    located: Citation | None = None
     for quote in [q for q in [evidence, *more_quotes] if q]:
         for d in docs:
             span = locate_quote(quote, d)
@@ -338,16 +400,24 @@ def _cite_lc(
             around = _around(d.text, span)
             src = Source(1, d, around, _home(homes[d.doc_id], span.start))
             cite_one = make_citation(1, answer, src, origin="quote", quote=span)
-            return ModeResult(f"{answer} [1]", [cite_one], gen_out, refused)
-    # No quote we can find: match the answer's claims to windows of sentences the model read.
+            if cite_one.verified:
+                return ModeResult(f"{answer} [1]", [cite_one], gen_out, refused)
+            located = located or cite_one
+    # No quote that carries the claim: match the answer's claims to windows of sentences the
+    # model read; a match replaces a real but unsupporting quote ("repaired"), as in RAG.
     sources: list[Source] = []
     for d in docs:
         for a, b in _windows(d.text, (read or {}).get(d.doc_id) or [Span(0, len(d.text))]):
             sources.append(Source(len(sources) + 1, d, Span(a, b), _home(homes[d.doc_id], a)))
     shown, found = cite(answer, sources, match_unmarked=True)
+    if not found and located is not None:
+        # Shown as the model gave it, marked unverified: the reader sees the claim is not carried.
+        return ModeResult(f"{answer} [1]", [located], gen_out, refused)
     renumber = {c.number: i for i, c in enumerate(found, start=1)}
     shown = re.sub(r"\[(\d+)\]", lambda mm: f"[{renumber.get(int(mm.group(1)), 0)}]", shown)
-    return ModeResult(shown, [replace(c, number=renumber[c.number]) for c in found], gen_out, refused)
+    origin = {"origin": "repaired"} if located is not None else {}
+    cites = [replace(c, number=renumber[c.number], **origin) for c in found]  # type: ignore[arg-type]
+    return ModeResult(shown, cites, gen_out, refused)
 
 
 def _home(chunks: Sequence[Chunk], pos: int) -> Chunk | None:

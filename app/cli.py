@@ -20,7 +20,7 @@ from app.catalog import ModelUnavailable, load_catalog, package_dir
 from app.ingest import Progress as IngestProgress
 from app.llm.base import LLMError
 from app.settings import Settings
-from pipeline.types import Answer
+from pipeline.types import Answer, Citation
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ask long documents; RAG or long context, per question."
@@ -126,21 +126,30 @@ def answer_json(ans: Answer) -> dict:  # type: ignore[type-arg]
         "features": ans.route.features,
         "model": ans.model,
         "retrieval": ans.retrieval,
-        "citations": [
-            {
-                "number": c.number,
-                "doc_id": c.doc_id,
-                "source": c.source_path,
-                "pages": list(c.pages) if c.pages else None,
-                "time": list(c.time) if c.time else None,
-                "span": [c.span.start, c.span.end],
-                "quote": c.quote,
-                "verified": c.verified,
-                "support": c.support,
-            }
-            for c in ans.citations
-        ],
+        "citations": [citation_json(c) for c in ans.citations],
         "usage": asdict(ans.usage),
+        "first_draft": None
+        if ans.first_draft is None
+        else {
+            "answer": ans.first_draft.text,
+            "kept": ans.first_draft.kept,
+            "citations": [citation_json(c) for c in ans.first_draft.citations],
+        },
+    }
+
+
+def citation_json(c: Citation) -> dict:  # type: ignore[type-arg]
+    return {
+        "number": c.number,
+        "doc_id": c.doc_id,
+        "source": c.source_path,
+        "pages": list(c.pages) if c.pages else None,
+        "time": list(c.time) if c.time else None,
+        "span": [c.span.start, c.span.end],
+        "quote": c.quote,
+        "verified": c.verified,
+        "support": c.support,
+        "origin": c.origin,
     }
 
 

@@ -46,6 +46,19 @@ ANSWER_FROM_NOTES_SYSTEM = (
 
 NO_NOTES = "(none yet)"
 
+# One second look when a shown citation fails verification (docs/citations.md, "re-check"):
+# the first answer stays in the conversation, so the prompt before it is reused as it is.
+RECHECK_RAG = (
+    "Check your answer: the sources you cited do not state it. Answer again using only what "
+    "the numbered sources state, with [n] after each statement. If they do not contain the "
+    f"answer, reply exactly: {NOT_FOUND}"
+)
+RECHECK_LC = (
+    "Check your answer: the evidence sentence you gave does not state it. Answer again using "
+    "only what the document states, then on a new line 'Evidence:' and one sentence copied word "
+    f"for word from the document. If the document does not contain the answer, reply exactly: {NOT_FOUND}"
+)
+
 
 def source_label(number: int, title: str, location: str) -> str:
     return f"[{number}] {title}{', ' + location if location else ''}"
@@ -71,6 +84,12 @@ def lc_messages(question: str, documents: Sequence[tuple[str, str]]) -> list[Mes
     prefix = documents_block(documents) + "\n\n"
     user = f"{prefix}Question: {question}\nAnswer, then 'Evidence:' and a sentence copied from the document:"
     return [Message("system", LC_SYSTEM), Message("user", user, prefix_chars=len(prefix))]
+
+
+def recheck_messages(messages: Sequence[Message], first_answer: str, mode: str) -> list[Message]:
+    """The conversation so far, the first answer, and the request to check it (``mode``: rag or lc)."""
+    ask = RECHECK_LC if mode == "lc" else RECHECK_RAG
+    return [*messages, Message("assistant", first_answer), Message("user", ask)]
 
 
 def read_part_messages(

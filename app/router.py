@@ -87,6 +87,9 @@ class RouteInputs:
     retrieval: RetrievalEvidence | None = None
     model: ModelProfile | None = None
     doc_digit_share: float | None = None  # share of digits in the document text (tables, statements)
+    # The most document tokens whose KV cache and activations fit the accelerator's free memory
+    # (gpu.memory.max_lc_tokens; None: no such limit known, e.g. llama.cpp on the CPU or a server).
+    memory_tokens: int | None = None
 
 
 # -- policy -------------------------------------------------------------------------------------
@@ -327,6 +330,10 @@ def route(
     qtype: QuestionTypeClassifier | None = None,
 ) -> RouteDecision:
     capacity = int(x.window * x.window_fraction) - x.reserved_tokens
+    memory_bound = x.memory_tokens is not None and x.memory_tokens - x.reserved_tokens < capacity
+    if memory_bound:
+        assert x.memory_tokens is not None
+        capacity = max(0, x.memory_tokens - x.reserved_tokens)
     to_read = max(0, x.doc_tokens - x.cached_tokens)
     lc_seconds = to_read / max(x.prefill_tokens_per_s, 1e-6)
     cached = x.cached_tokens >= x.doc_tokens * 0.9 and x.doc_tokens > 0
@@ -339,11 +346,18 @@ def route(
         "predicted_lc_seconds": round(lc_seconds, 2),
         "latency_budget_s": x.latency_budget_s,
     }
+    if x.memory_tokens is not None:
+        features["memory_tokens"] = float(x.memory_tokens)
     if x.doc_tokens > capacity:
+        limit = (
+            "whose KV cache fits the GPU's free memory"
+            if memory_bound
+            else f"that fit the model's {x.window:,}-token window"
+        )
         return RouteDecision(
             "rag",
-            f"the documents have {x.doc_tokens:,} tokens, more than the {capacity:,} that fit "
-            f"the model's {x.window:,}-token window; retrieving the relevant passages",
+            f"the documents have {x.doc_tokens:,} tokens, more than the {capacity:,} {limit}; "
+            "retrieving the relevant passages",
             features,
         )
     if lc_seconds > x.latency_budget_s:

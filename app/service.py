@@ -101,6 +101,8 @@ def build_generator(settings: Settings) -> Generator:
             cache_bytes=cfg.kv_cache_ram_mb << 20,
             min_prefix_tokens=cfg.kv_cache_min_tokens,
             seed=cfg.seed,
+            lc_engine=cfg.lc_engine,
+            answer_room=max(2048, cfg.max_tokens + 1024),
         )
     from app.llm.kvcache import PrefixStateCache
     from app.llm.llamacpp import LlamaCppGenerator
@@ -295,6 +297,7 @@ class QAService:
             question=question if mode == "auto" else "",
             model=model_profile(gen.name),
             doc_digit_share=digit_share([d.text for d in docs]),
+            memory_tokens=getattr(gen, "lc_memory_tokens", lambda: None)(),
         )
         auto = route(inputs)
         probe = getattr(gen, "cached_prefix_tokens", None)
@@ -307,10 +310,14 @@ class QAService:
             return auto
         too_long = auto.features["doc_tokens"] > auto.features["capacity"]
         if mode == "lc" and too_long and self.settings.llm.lc_overflow == "refuse":
+            where = (
+                "the GPU's free memory holds"
+                if "memory_tokens" in auto.features and auto.features["memory_tokens"] < gen.context_window
+                else f"fit the {gen.context_window:,}-token window"
+            )
             raise ValueError(
-                f"LC mode was requested but the documents have {n:,} tokens, more than fit the "
-                f"{gen.context_window:,}-token window; use --mode rag or auto, or set llm.lc_overflow "
-                "to middle_cut, map_reduce or auto"
+                f"LC mode was requested but the documents have {n:,} tokens, more than {where}; use "
+                "--mode rag or auto, or set llm.lc_overflow to middle_cut, map_reduce or auto"
             )
         return RouteDecision(mode, f"{mode.upper()} mode was requested", auto.features, forced=True)
 
@@ -335,9 +342,11 @@ class QAService:
         result: ModeResult
         retrieval = ""
         if decision.mode == "rag":
-            result, retrieval = self._answer_rag(question, docs, self.settings.retrieval.top_k, on_text)
+            result, retrieval = self._answer_rag(
+                question, docs, self.settings.retrieval.top_k, on_text, on_restart
+            )
         else:
-            result = self._answer_lc(question, docs, on_text)
+            result = self._answer_lc(question, docs, on_text, on_restart)
         spent = (0, 0)
         if decision.mode == "rag" and not decision.forced:  # Self-Route fallback (docs/router.md)
             fb = should_fall_back(question, result.text, decision, model=self.generator.name)
@@ -346,10 +355,10 @@ class QAService:
                 if on_restart is not None:
                     on_restart(fb.reason)
                 if fb.target == "lc":
-                    result = self._answer_lc(question, docs, on_text)
+                    result = self._answer_lc(question, docs, on_text, on_restart)
                 else:
                     k = 3 * self.settings.retrieval.top_k
-                    result, retrieval = self._answer_rag(question, docs, k, on_text)
+                    result, retrieval = self._answer_rag(question, docs, k, on_text, on_restart)
                 decision = RouteDecision(
                     "lc" if fb.target == "lc" else "rag",
                     f"{decision.reason}; then {fb.reason}",
@@ -372,10 +381,16 @@ class QAService:
             ),
             model=self.generator.name,
             retrieval=retrieval,
+            first_draft=result.first_draft,
         )
 
     def _answer_rag(
-        self, question: str, docs: Sequence[Document], k: int, on_text: Callable[[str], None] | None = None
+        self,
+        question: str,
+        docs: Sequence[Document],
+        k: int,
+        on_text: Callable[[str], None] | None = None,
+        on_restart: Callable[[str], None] | None = None,
     ) -> tuple[ModeResult, str]:
         cfg = self.settings.llm
         retrieved = self.retriever.retrieve(question, k=k, doc_ids=[d.doc_id for d in docs])
@@ -390,10 +405,16 @@ class QAService:
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
             on_text=on_text,
+            recheck=cfg.recheck,
+            on_restart=on_restart,
         ), retrieval
 
     def _answer_lc(
-        self, question: str, docs: Sequence[Document], on_text: Callable[[str], None] | None = None
+        self,
+        question: str,
+        docs: Sequence[Document],
+        on_text: Callable[[str], None] | None = None,
+        on_restart: Callable[[str], None] | None = None,
     ) -> ModeResult:
         cfg = self.settings.llm
         chunks = [c for d in docs for c in self.store.chunks_of(d.doc_id)]
@@ -407,6 +428,8 @@ class QAService:
             overflow=cfg.lc_overflow,
             notes_tokens=cfg.notes_tokens,
             on_text=on_text,
+            recheck=cfg.recheck,
+            on_restart=on_restart,
         )
 
     def with_settings(self, settings: Settings, generator: Generator | None = None) -> QAService:

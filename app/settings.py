@@ -41,6 +41,12 @@ class LLMSettings(_Section):
     )
     max_tokens: int = Field(256, description="Most tokens generated per answer.", ge=1)
     temperature: float = Field(0.0, description="Sampling temperature; 0 is greedy.", ge=0)
+    recheck: bool = Field(
+        True,
+        description="When a shown citation fails verification, ask the model once more (on the "
+        "same cached prompt) to answer from what the material states or say it does not say; the "
+        "first draft is kept on the answer (docs/citations.md).",
+    )
     threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
     gpu_layers: int = Field(0, description="Layers offloaded to the GPU by llama.cpp (-1: all).")
     seed: int = Field(0, description="Sampling seed, for reproducible answers.")
@@ -61,6 +67,12 @@ class LLMSettings(_Section):
     )
     device: str = Field(
         "auto", description="Device of the transformers backend: auto, cpu, cuda, cuda:N or mps."
+    )
+    lc_engine: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="The transformers backend reads documents with gpu.lc.LongContextEngine "
+        "(fused, chunked prefill; questions on the cached prefix): auto = on CUDA for Llama-family "
+        "models, on = also on the CPU, off = the model's own forward.",
     )
     connect_timeout_s: float = Field(5.0, description="HTTP connect timeout, in seconds.", gt=0)
     kv_cache_ram_mb: int = Field(

@@ -6,6 +6,7 @@ travel to the GPU machine; throughput does not depend on weight values) and a wo
 tokenizer made here, so every word is one token:
 
     python -m benchmarks.answer_lc_gpu --doc-tokens 30000 --out result.json
+    python -m benchmarks.answer_lc_gpu --doc-tokens 30000 --lc-engine off   # the model's own forward
 
 For comparison, the same follow-up question answered without reuse (reading everything).
 """
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--doc-tokens", type=int, default=30000)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--lc-engine", default="auto", help="auto (the engine on CUDA), on or off")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     import torch
@@ -74,7 +76,11 @@ def main() -> None:
     t0 = time.perf_counter()
     fast = build(model_dir, vocab, args.dtype)
     gen = TransformersGenerator(
-        model_dir, name="qwen2.5-1.5b-arch-random", dtype=args.dtype, cache_bytes=8 << 30
+        model_dir,
+        name="qwen2.5-1.5b-arch-random",
+        dtype=args.dtype,
+        cache_bytes=8 << 30,
+        lc_engine=args.lc_engine,
     )
     cold_ref = TransformersGenerator(model_dir, dtype=args.dtype, min_prefix_tokens=10**9)
     print(f"built and loaded in {time.perf_counter() - t0:.1f} s on {gen.device}", flush=True)
@@ -115,6 +121,7 @@ def main() -> None:
     record = {
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "model": "Qwen2.5-1.5B architecture, random weights, " + args.dtype,
+        "lc_engine": gen.uses_engine,
         "prefix_tokens": n_prefix,
         "cold_prefill_s": round(cold, 3),
         "cold_reference_ttft_s": round(ref.first_token_s, 3),

@@ -33,9 +33,10 @@ from app.citations import strip_markers, supports
 from app.prompts import LC_SYSTEM, is_refusal
 from app.service import QAService
 from app.settings import Settings
+from eval.judge import DeterministicJudge
 from eval.lara import Question, load_questions
 from pipeline.textspan import sentence_spans
-from pipeline.types import Answer
+from pipeline.types import Answer, FirstDraft
 
 ROOT = Path(__file__).resolve().parents[1]
 LARA = Path(os.environ.get("LONGQA_SHARED_DATA", ROOT.parent / "shared" / "data")) / "lara"
@@ -55,7 +56,19 @@ def spread(questions: list[Question], n: int) -> list[Question]:
     return out[:n]
 
 
-def record(q: Question, mode: str, text: str, cites: list, seconds: float, **extra: object) -> dict:  # type: ignore[type-arg]
+JUDGE = DeterministicJudge()
+
+
+def record(
+    q: Question,
+    mode: str,
+    text: str,
+    cites: list,  # type: ignore[type-arg]
+    seconds: float,
+    draft: FirstDraft | None = None,
+    **extra: object,
+) -> dict:  # type: ignore[type-arg]
+    first = list(draft.citations) if draft is not None else cites
     return {
         "qid": q.qid,
         "mode": mode,
@@ -69,12 +82,23 @@ def record(q: Question, mode: str, text: str, cites: list, seconds: float, **ext
         "citations": [
             {"n": c.number, "verified": c.verified, "origin": c.origin, "quote": c.quote} for c in cites
         ],
+        # The answer before its re-check (the app's llm.recheck), when there was one.
+        "rechecked": draft is not None,
+        "first_draft": draft.text if draft is not None else None,
+        "first_shown": len(first),
+        "first_verified": sum(1 for c in first if c.verified),
+        "correct": JUDGE.judge(q.question, text, q.answer, q.task).correct,
         **extra,
     }
 
 
 def settings_for(args: argparse.Namespace, data_dir: Path) -> Settings:
-    llm = {"model": args.model, "max_tokens": args.max_tokens, "decode_threads": args.decode_threads or None}
+    llm = {
+        "model": args.model,
+        "max_tokens": args.max_tokens,
+        "decode_threads": args.decode_threads or None,
+        "recheck": not args.no_recheck,
+    }
     return Settings(data_dir=data_dir, llm=llm, embedding={"device": "cpu"})
 
 
@@ -92,7 +116,13 @@ def run_rag(args: argparse.Namespace) -> None:
         doc_id = by_path[str((LARA / "32k" / q.kind / q.file).resolve())]
         ans: Answer = svc.ask(q.question, mode="rag", doc_ids=[doc_id])
         row = record(
-            q, "rag", ans.text, list(ans.citations), ans.usage.seconds, prompt_tokens=ans.usage.prompt_tokens
+            q,
+            "rag",
+            ans.text,
+            list(ans.citations),
+            ans.usage.seconds,
+            ans.first_draft,
+            prompt_tokens=ans.usage.prompt_tokens,
         )
         with out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -137,7 +167,15 @@ def run_lc(args: argparse.Namespace) -> None:
         if q.qid in done:
             continue
         t0 = time.perf_counter()
-        res = answer_lc(q.question, [doc], chunks, gen, max_tokens=args.max_tokens, overflow="middle_cut")
+        res = answer_lc(
+            q.question,
+            [doc],
+            chunks,
+            gen,
+            max_tokens=args.max_tokens,
+            overflow="middle_cut",
+            recheck=not args.no_recheck,
+        )
         g = res.generation
         row = record(
             q,
@@ -145,6 +183,7 @@ def run_lc(args: argparse.Namespace) -> None:
             res.text,
             res.citations,
             time.perf_counter() - t0,
+            res.first_draft,
             ttft_s=round(g.first_token_s, 2),
             prompt_tokens=g.prompt_tokens,
             cached_tokens=g.cached_tokens,
@@ -187,6 +226,12 @@ def summary(path: Path) -> None:
             quote_supports(r["answer"], c["n"], c["quote"]) for r in rows for c in r["citations"]
         ),
         "answers_with_citations": sum(1 for r in rows if r["shown"]),
+        "rechecked": sum(1 for r in rows if r.get("rechecked")),
+        "first_try_shown": sum(r.get("first_shown", r["shown"]) for r in rows),
+        "first_try_verified": sum(r.get("first_verified", r["verified"]) for r in rows),
+        "judged_correct": sum(1 for r in rows if r.get("correct"))
+        if all("correct" in r for r in rows)
+        else None,
         "refusals": sum(1 for r in rows if is_refusal(r["answer"])),
         "by_origin": {
             o: sum(1 for r in rows for c in r["citations"] if c["origin"] == o)
@@ -209,6 +254,7 @@ def main() -> None:
         p.add_argument("--decode-threads", type=int, default=0, help="default: all cores")
         p.add_argument("--data-dir", default="/tmp/longqa-bench/data")
         p.add_argument("--out", required=True)
+        p.add_argument("--no-recheck", action="store_true", help="answer once (llm.recheck off)")
     sub.choices["rag"].add_argument("--n", type=int, default=100)
     sub.choices["lc"].add_argument("--doc", default="book/The Old Man and The Sea.txt")
     sub.choices["lc"].add_argument("--max-doc-tokens", type=int, default=0)

@@ -346,16 +346,19 @@ def main() -> None:
     variants: dict[str, Any] = {}
     mid = 32768 if 32768 in lengths else lengths[min(1, len(lengths) - 1)]
     backend = backend_for[mid]
-    for kernels, chunk, prune, split in (
-        ("triton", 8192, True, 0),
-        ("triton", 16384, True, 0),
-        ("triton", 8192, True, 8192),
-        ("triton", 8192, True, 16384),
-        ("triton", 16384, True, 16384),
-        ("triton", 16384, False, 0),
-        ("torch", 16384, True, 0),
+    for kernels, chunk, prune, split, streams in (
+        ("triton", 8192, True, 0, 1),
+        ("triton", 16384, True, 0, 1),
+        ("triton", 8192, True, 0, 2),
+        ("triton", 4096, True, 0, 2),
+        ("triton", 8192, True, 0, 3),
+        ("triton", 4096, True, 0, 3),
+        ("triton", 8192, True, 16384, 1),
+        ("triton", 8192, True, 16384, 2),
+        ("triton", 16384, False, 0, 1),
+        ("torch", 16384, True, 0, 1),
     ):
-        name = f"kernels={kernels},chunk={chunk},prune={prune},split={split}"
+        name = f"kernels={kernels},chunk={chunk},prune={prune},split={split},streams={streams}"
         if kernels == "triton" and device != "cuda" or split and device != "cuda":
             continue
         try:
@@ -365,10 +368,11 @@ def main() -> None:
                 chunk_tokens=chunk,
                 prune_last_layer=prune,
                 attention_split=split,
+                streams=streams,
             )
             eng = LongContextEngine(model, cfg_v)
             eng.prefill(docs[lengths[0]])  # warm-up
-            variants[name] = p50(wall(lambda eng=eng: eng.prefill(docs[mid]), 2))
+            variants[name] = p50(wall(lambda eng=eng: eng.prefill(docs[mid]), 3))
             del eng
         except Exception as exc:
             variants[name + "_error"] = repr(exc)[:300]
@@ -376,14 +380,25 @@ def main() -> None:
     payload["variants_at_mid_length"] = variants
     print(variants, flush=True)
     timed = {k: v for k, v in variants.items() if "error" not in k and "prune=True" in k}
-    best = min(timed, key=lambda k: timed[k]) if timed else "kernels=torch,chunk=8192,prune=True,split=0"
-    kernels = best.split("kernels=")[1].split(",")[0]
-    chunk = int(best.split("chunk=")[1].split(",")[0])
-    split_for[mid] = int(best.split("split=")[1])  # measured on the whole prefill at this length
+    best = (
+        min(timed, key=lambda k: timed[k])
+        if timed
+        else "kernels=torch,chunk=8192,prune=True,split=0,streams=1"
+    )
+    pick = dict(part.split("=") for part in best.split(","))
+    kernels, chunk, streams = pick["kernels"], int(pick["chunk"]), int(pick["streams"])
+    split_for[mid] = int(pick["split"])  # measured on the whole prefill at this length
 
     def make_engine(n: int) -> LongContextEngine:
         return LongContextEngine(
-            model, LCConfig(attention=backend_for[n], kernels=kernels, chunk_tokens=chunk)
+            model,
+            LCConfig(
+                attention=backend_for[n],
+                kernels=kernels,
+                chunk_tokens=chunk,
+                attention_split=split_for[n],
+                streams=streams,
+            ),
         )
 
     payload["ours_config"] = {
@@ -393,6 +408,7 @@ def main() -> None:
         "graphs": True,
         "prune_last_layer": True,
         "attention_split": split_for,
+        "streams": streams,
     }
     if device == "cuda":
         payload["profile_mid_length"] = profile_prefill(make_engine(mid), docs[mid])

@@ -49,6 +49,9 @@ class LCConfig:
     MLP (for the logits) are computed. ``attention_split`` > 0 runs the prefill's causal attention
     per block of that many queries on CUDA: the block over all earlier keys without a mask, over
     its own keys causally, the two merged exactly by log-sum-exp (0: one causal call a layer).
+    ``streams`` > 1 runs the per-chunk output projection and MLP of a layer on that many CUDA
+    streams in turn, so one chunk's memory-bound passes (RMSNorm, SiLU-gate) can overlap another
+    chunk's matmuls (1: everything on the current stream).
     """
 
     chunk_tokens: int = 8192
@@ -58,6 +61,7 @@ class LCConfig:
     graphs: bool = True
     prune_last_layer: bool = True
     attention_split: int = 0
+    streams: int = 1
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_BACKENDS:
@@ -66,8 +70,8 @@ class LCConfig:
             )
         if self.kernels not in ("auto", "triton", "torch", "compile"):
             raise ValueError(f"unknown kernels '{self.kernels}'; use auto, triton, torch or compile")
-        if self.chunk_tokens < 1 or self.question_capacity < 1:
-            raise ValueError("chunk_tokens and question_capacity must be positive")
+        if self.chunk_tokens < 1 or self.question_capacity < 1 or self.streams < 1:
+            raise ValueError("chunk_tokens, question_capacity and streams must be positive")
 
 
 @dataclass
@@ -306,6 +310,7 @@ class LongContextEngine:
         self.device = self.layers[0].w_qkv.device
         self.dtype = self.layers[0].w_qkv.dtype
         self._direct: bool | None = None  # one flash call for new tokens (checked on first use)
+        self._side: list[torch.cuda.Stream] = []  # streams beside the current one (config.streams)
         # Prefill kernels; questions never use torch.compile (its guards cost more than it saves
         # on a few tokens, and compiled code does not go into CUDA graphs here).
         self.kernels = _make_kernels(self.config.kernels, self.device)
@@ -374,6 +379,31 @@ class LongContextEngine:
             x.add_(F.linear(a2, L.w_o, L.b_o))
         gu = F.linear(K.rms(x, L.ln2, self.eps), L.w_gu)
         x.addmm_(K.gate(gu, self.inter), L.w_down.T)
+
+    def _per_chunk(self, n: int, step: int, fn: Callable[[int, int], None], *keep: torch.Tensor) -> None:
+        """``fn(a, b)`` for every chunk ``[a, b)`` of ``n`` tokens, the chunks taking the CUDA streams
+        in turn (``config.streams``); returns with the current stream waiting for all of them.
+        ``keep``: tensors made on the current stream that the other streams read."""
+        if self.config.streams == 1 or self.device.type != "cuda" or n <= step:
+            for a in range(0, n, step):
+                fn(a, min(n, a + step))
+            return
+        main = torch.cuda.current_stream(self.device)
+        if len(self._side) != self.config.streams - 1:
+            self._side = [torch.cuda.Stream(device=self.device) for _ in range(self.config.streams - 1)]
+        ready = torch.cuda.Event()
+        ready.record(main)  # everything queued before (attention, the previous layer) is done first
+        streams = [main, *self._side]
+        for i, a in enumerate(range(0, n, step)):
+            s = streams[i % len(streams)]
+            if s is not main:
+                s.wait_event(ready)
+            with torch.cuda.stream(s):
+                fn(a, min(n, a + step))
+        for s in self._side:
+            for t in keep:
+                t.record_stream(s)  # main's allocator does not reuse it before this stream is done
+            main.wait_stream(s)
 
     def _causal(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         split = self.config.attention_split
@@ -463,13 +493,15 @@ class LongContextEngine:
                 attn = self._last_query_attention(qbuf[-1:], kc[:n], vc[:n])
                 self._finish(K, L, x[-1:], attn)
                 continue
-            for a in range(0, n, step):
-                b = min(n, a + step)
-                self._qkv(K, L, x[a:b], *rotary[a // step], qbuf[a:b], kc[a:b], vc[a:b])
+            self._per_chunk(
+                n,
+                step,
+                lambda a, b, L=L, kc=kc, vc=vc: self._qkv(
+                    K, L, x[a:b], *rotary[a // step], qbuf[a:b], kc[a:b], vc[a:b]
+                ),
+            )
             attn = self._causal(qbuf, kc[:n], vc[:n])
-            for a in range(0, n, step):
-                b = min(n, a + step)
-                self._finish(K, L, x[a:b], attn[a:b])
+            self._per_chunk(n, step, lambda a, b, L=L, attn=attn: self._finish(K, L, x[a:b], attn[a:b]), attn)
             del attn
         return KVPrefix(kcache, vcache, n, self._logits(x[-1:]))
 
@@ -495,6 +527,17 @@ class LongContextEngine:
             attn = self._extend_attention(q, kc, vc, prefix.length, end)
             self._finish(K, L, x, attn)
         return self._logits(x[-1:] if last is None else x.index_select(0, last))
+
+    @torch.inference_mode()
+    def extend(self, prefix: KVPrefix, input_ids: torch.Tensor | list[int], start: int) -> torch.Tensor:
+        """Logits after ``input_ids`` written at positions ``start...`` of the question room (rows
+        ``[prefix.length, capacity)``), attending to the prefix and to rows ``[length, start)``
+        written by earlier calls: how a decoding loop reads its question, then one token a step.
+        The prefix rows are never written, so the next question finds them unchanged."""
+        if start < prefix.length:
+            raise ValueError(f"start {start} is inside the cached prefix of {prefix.length} tokens")
+        ids = torch.as_tensor(input_ids, device=self.device).reshape(-1)
+        return self._extend(prefix, ids, start)
 
     def ask(self, prefix: KVPrefix, input_ids: torch.Tensor | list[int]) -> torch.Tensor:
         """Logits (float32, ``(vocab,)``) after ``input_ids`` read on top of the cached prefix.

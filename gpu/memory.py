@@ -139,6 +139,32 @@ def lc_fits(shape: ModelShape, n_tokens: int, free_bytes: int, *, margin: float 
     return LCFit(ok, est, free_bytes, reason)
 
 
+def max_lc_tokens(
+    shape: ModelShape, free_bytes: int, *, weights_loaded: bool = True, margin: float = 0.95, **kw: Any
+) -> int:
+    """The most tokens whose long-context prefill fits in ``free_bytes`` (0: none).
+
+    ``weights_loaded``: the weights already sit on the device (``free_bytes`` was measured after
+    loading them), so only the KV cache and activations must fit. Binary search over the estimate,
+    which grows with the token count."""
+
+    def need(n: int) -> int:
+        est = estimate_lc_memory(shape, n, **kw)
+        return est.total - (est.weights if weights_loaded else 0)
+
+    budget = free_bytes * margin
+    if need(1) > budget:
+        return 0
+    lo, hi = 1, 1 << 24
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if need(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def free_gpu_bytes(device: str = "cuda") -> int:
     """Free memory on a CUDA device as the driver reports it (0 without CUDA)."""
     import torch

@@ -143,6 +143,16 @@ class Citation:
 
 
 @dataclass(frozen=True, slots=True)
+class FirstDraft:
+    """An answer before its re-check: a shown citation failed verification, so the model was
+    asked once more; ``kept`` says whether this draft was kept after all."""
+
+    text: str
+    citations: tuple[Citation, ...]
+    kept: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     question: str
     text: str
@@ -152,3 +162,4 @@ class Answer:
     usage: Usage
     model: str = ""
     retrieval: str = ""
+    first_draft: FirstDraft | None = None

@@ -170,3 +170,95 @@ def test_instructions_inside_a_document_cannot_make_a_false_citation() -> None:
     for c in res.citations:
         assert c.quote == doc.text[c.span.start : c.span.end]  # only source text is ever shown
         assert not c.verified or "2024" in c.quote
+
+
+@dataclass
+class Replies:
+    """Gives its replies in turn and keeps the prompts; for the re-check logic only."""
+
+    replies: list[str]
+    prompts: list[list[Message]] = field(default_factory=list)
+    name: str = "scripted"
+    context_window: int = 100_000
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, messages: Sequence[Message], **kw) -> Generation:  # type: ignore[no-untyped-def]
+        self.prompts.append(list(messages))
+        return Generation(self.replies[len(self.prompts) - 1], 10, 5, 0.01)
+
+
+def _gulf_doc() -> tuple[Document, list[Chunk]]:
+    from pipeline.types import Span
+
+    text = (
+        "He was an old man who fished alone in a skiff in the Gulf Stream. "
+        "The boy had gone to other boats. "
+        "It made the boy sad to see him come in each day with his skiff empty. "
+        "The sail was patched with flour sacks and, furled, it looked like the flag of defeat. "
+        "Everything about him was old except his eyes, and they were cheerful. "
+        "The old man had taught the boy to fish and the boy loved him. "
+        "Every day the boy carried the lines and the harpoon down to the skiff."
+    )
+    return Document("gulf", "gulf.txt", "text", text, "h", title="Gulf"), [
+        Chunk("g1", "gulf", text, Span(0, len(text)), 0, 50)
+    ]
+
+
+def test_a_real_quote_that_does_not_carry_the_claim_is_repaired_to_one_that_does() -> None:
+    doc, chunks = _gulf_doc()
+    reply = (
+        "He had taught the boy to fish, and the boy loved him.\nEvidence: The boy had gone to other boats."
+    )
+    res = answer_lc("Who taught the boy?", [doc], chunks, Replies([reply]), max_tokens=50)
+    (c,) = res.citations
+    assert c.verified and c.origin == "repaired"
+    assert "taught the boy to fish" in c.quote and c.quote == doc.text[c.span.start : c.span.end]
+
+
+def test_recheck_replaces_an_unsupported_answer_with_the_models_second_look() -> None:
+    doc, chunks = _gulf_doc()
+    first = "His bait was fresh sardines bought at the market.\nEvidence: The boy had gone to other boats."
+    second = "The document does not say."
+    gen = Replies([first, second])
+    res = answer_lc("What bait did he use?", [doc], chunks, gen, max_tokens=50, recheck=True)
+    assert res.refused and res.citations == [] and res.text == second and res.calls == 2
+    assert res.first_draft is not None and not res.first_draft.kept
+    assert "sardines" in res.first_draft.text and not res.first_draft.citations[0].verified
+    assert "checked it once more" in res.note
+    # The second prompt is the first one, unchanged (its KV cache is reused), then the draft and the request.
+    assert gen.prompts[1][: len(gen.prompts[0])] == gen.prompts[0]
+    assert gen.prompts[1][-2].role == "assistant" and gen.prompts[1][-2].content == first
+    assert "Check your answer" in gen.prompts[1][-1].content
+    assert res.generation.prompt_tokens == 20  # both calls are counted
+
+
+def test_recheck_keeps_the_first_answer_when_the_second_is_no_better_and_skips_verified_ones() -> None:
+    doc, chunks = _gulf_doc()
+    first = "His bait was fresh sardines bought at the market.\nEvidence: The boy had gone to other boats."
+    res = answer_lc("Bait?", [doc], chunks, Replies([first, first]), max_tokens=50, recheck=True)
+    assert res.first_draft is not None and res.first_draft.kept and res.calls == 2
+    assert "sardines" in res.text and not res.citations[0].verified
+    good = "The old man taught the boy to fish.\nEvidence: The old man had taught the boy to fish."
+    gen = Replies([good])
+    res = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, recheck=True)
+    assert res.citations[0].verified and res.first_draft is None and len(gen.prompts) == 1
+    # Nothing to check: an answer with no supporting passage (shown as such), or a refusal.
+    for reply in ("Santiago once caught a shark with a lantern.", "The document does not say."):
+        gen = Replies([reply])
+        res = answer_lc("Shark?", [doc], chunks, gen, max_tokens=50, recheck=True)
+        assert res.citations == [] and res.first_draft is None and len(gen.prompts) == 1
+
+
+def test_recheck_on_the_real_model_reads_only_the_draft_and_the_request(smol) -> None:  # type: ignore[no-untyped-def]
+    """With llama.cpp the re-check prompt starts with the first prompt, which is still in the KV cache."""
+    from app.prompts import rag_messages, recheck_messages
+
+    doc, _ = _gulf_doc()
+    msgs = rag_messages("What bait did the old man use?", [("[1] Gulf", doc.text)])
+    first = smol.generate(msgs, max_tokens=16)
+    again = smol.generate(recheck_messages(msgs, "He used sardines [1].", "rag"), max_tokens=8)
+    assert first.prompt_tokens > 100 and again.prompt_tokens > first.prompt_tokens + 20
+    # All of the first prompt (less the generation cue the chat template ends it with) was cached.
+    assert again.cached_tokens >= first.prompt_tokens - 4

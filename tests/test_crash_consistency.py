@@ -30,9 +30,7 @@ def _folder(root: Path) -> Path:
 
 def _ingest_and_kill(home: Path, folder: Path, event: str, nth: int) -> None:
     env = {**os.environ, "LONGQA_HOME": str(home), "LONGQA_LOG": "INFO", "LONGQA_EMBEDDING__DEVICE": "cpu"}
-    proc = subprocess.Popen(
-        [str(LONGQA), "ingest", str(folder)], env=env, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([str(LONGQA), "ingest", str(folder)], env=env, stderr=subprocess.PIPE, text=True)
     seen = 0
     assert proc.stderr is not None
     for line in proc.stderr:

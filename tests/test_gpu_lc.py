@@ -138,3 +138,26 @@ def test_cuda_split_causal_attention_equals_one_call() -> None:
     ref = causal_attention(q, k, v, scale=128**-0.5, backend="math").float()
     got = split_causal_attention(q, k, v, scale=128**-0.5, block=1024).float()
     assert float((got - ref).norm() / ref.norm()) < 1e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_prefill_on_several_streams_equals_one_stream() -> None:
+    gpu_model = tiny("qwen2").to("cuda", torch.bfloat16)
+    doc = torch.randint(0, 400, (5000,), generator=torch.Generator().manual_seed(4)).cuda()
+    one = LongContextEngine(gpu_model, LCConfig(chunk_tokens=512)).prefill(doc)
+    for streams in (2, 3):
+        many = LongContextEngine(gpu_model, LCConfig(chunk_tokens=512, streams=streams)).prefill(doc)
+        torch.testing.assert_close(many.last_logits, one.last_logits, atol=0, rtol=0)
+        for a, b in zip(many.k + many.v, one.k + one.v):
+            torch.testing.assert_close(a[: many.length], b[: one.length], atol=0, rtol=0)
+
+
+def test_streams_setting_is_checked_and_a_no_op_on_the_cpu() -> None:
+    with pytest.raises(ValueError, match="streams"):
+        LCConfig(streams=0)
+    model = tiny("qwen2")
+    doc = torch.randint(0, 400, (300,), generator=torch.Generator().manual_seed(5))
+    a = LongContextEngine(model, LCConfig(chunk_tokens=64)).prefill(doc).last_logits
+    b = LongContextEngine(model, LCConfig(chunk_tokens=64, streams=2)).prefill(doc).last_logits
+    torch.testing.assert_close(a, b, atol=0, rtol=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpu.memory import GIB, ModelShape, estimate_lc_memory, lc_fits
+from gpu.memory import GIB, ModelShape, estimate_lc_memory, lc_fits, max_lc_tokens
 
 
 def qwen7b():  # type: ignore[no-untyped-def]
@@ -61,3 +61,19 @@ def test_lc_fits_explains_itself() -> None:
     no = lc_fits(shape, 131_072, free_bytes=24 * GIB)
     assert yes.fits and not no.fits
     assert "fits in 79.0 GiB" in yes.reason and "does not fit" in no.reason and "KV cache" in no.reason
+
+
+def test_max_lc_tokens_is_the_largest_count_that_fits() -> None:
+    shape = ModelShape.from_config(qwen7b())
+    free = 10 * GIB  # after the weights were loaded
+    n = max_lc_tokens(shape, free)
+
+    def need(k: int) -> int:
+        est = estimate_lc_memory(shape, k)
+        return est.total - est.weights
+
+    assert need(n) <= 0.95 * free < need(n + 1)
+    assert 100_000 < n < 200_000  # ~57 KB of KV a token plus activations
+    # Counting the weights too (nothing loaded yet): 10 GiB does not even hold them.
+    assert max_lc_tokens(shape, free, weights_loaded=False) == 0
+    assert max_lc_tokens(shape, 40 * GIB, weights_loaded=False) < max_lc_tokens(shape, 40 * GIB)

@@ -26,6 +26,14 @@ def test_document_over_the_window_goes_to_rag() -> None:
     assert d.mode == "rag" and "window" in d.reason and d.features["fill"] > 1
 
 
+def test_document_over_the_gpu_memory_goes_to_rag_and_says_so() -> None:
+    d = route(_inputs(doc_tokens=20000, memory_tokens=12000))
+    assert d.mode == "rag" and "GPU's free memory" in d.reason and d.features["memory_tokens"] == 12000
+    assert d.features["capacity"] == 12000 - 456
+    roomy = route(_inputs(doc_tokens=3000, memory_tokens=500_000))  # the window still decides
+    assert roomy.mode == "lc" and roomy.features["capacity"] == int(32768 * 0.9) - 456
+
+
 def test_slow_prefill_goes_to_rag_unless_cached() -> None:
     slow = route(_inputs(doc_tokens=20000, prefill_tokens_per_s=58.0))
     assert slow.mode == "rag" and "budget" in slow.reason

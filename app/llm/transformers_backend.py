@@ -6,11 +6,17 @@ keyed by model and prefix tokens). A question on that prefix runs only its own t
 top of the kept cache, which is cut back to the prefix afterwards, so it serves the next
 question unchanged. Decoding is a plain loop (greedy, or sampling with a seeded generator)
 so the backend streams without threads and measures time to first token.
+
+On CUDA (``lc_engine="auto"``) documents go through :class:`gpu.lc.LongContextEngine` instead:
+one fast prefill of the prefix into a preallocated KV cache with ``answer_room`` rows after it,
+and each question and its answer written into those rows, so the document's rows are never
+touched and the next question reuses them as they are (docs/gpu.md).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import threading
 import time
@@ -84,6 +90,8 @@ class TransformersGenerator(DecodingLoop):
         min_prefix_tokens: int = 256,
         prefill_slice: int = 2048,
         seed: int = 0,
+        lc_engine: str = "auto",
+        answer_room: int = 2048,
     ) -> None:
         try:
             import torch
@@ -127,6 +135,35 @@ class TransformersGenerator(DecodingLoop):
         eos_ids = eos if isinstance(eos, list) else [eos]
         self._eos = {int(e) for e in [*eos_ids, self._tok.eos_token_id] if e is not None}
         self.forwarded_tokens = 0  # prompt tokens run through the model (for tests and metrics)
+        self.answer_room = answer_room
+        self._prefix_tokens: dict[str, list[int]] = {}  # tokenised prompt prefixes, most recent last
+        if lc_engine not in ("auto", "on", "off"):
+            raise LLMError(f"unknown lc_engine '{lc_engine}'; use auto, on or off")
+        self._engine_mode = lc_engine
+        # Built on first use (it fuses the model's projections into shared weights).
+        self._engine: Any = None
+        self._engine_wanted = lc_engine == "on" or (lc_engine == "auto" and self.device.startswith("cuda"))
+
+    def _get_engine(self) -> Any:
+        """``gpu.lc.LongContextEngine`` over this model for documents (``auto``: on CUDA, for
+        the Llama-family decoders it supports; ``on``: also on the CPU; ``off``: never)."""
+        if self._engine is None and self._engine_wanted:
+            from gpu.lc import LCConfig, LongContextEngine
+
+            try:
+                self._engine = LongContextEngine(self._model, LCConfig(question_capacity=self.answer_room))
+            except (AttributeError, TypeError, ValueError) as exc:
+                if self._engine_mode == "on":
+                    raise LLMError(
+                        f"{self.name}: the long-context engine does not support this model: {exc}"
+                    ) from exc
+                self._engine_wanted = False
+        return self._engine
+
+    @property
+    def uses_engine(self) -> bool:
+        """Whether documents are read with the long-context engine."""
+        return self._engine_wanted
 
     # -- speeds and tokens ----------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -144,8 +181,45 @@ class TransformersGenerator(DecodingLoop):
         enc = self._tok.encode
         if not head:
             return enc(tail, add_special_tokens=specials), 0
-        prefix = enc(head, add_special_tokens=specials)
+        # A follow-up question renders the same document prefix again: tokenise it once (on a GPU,
+        # tokenising a 30k-token document costs more than reading the question).
+        key = hashlib.sha1(head.encode()).hexdigest()
+        prefix = self._prefix_tokens.pop(key, None)
+        if prefix is None:
+            prefix = enc(head, add_special_tokens=specials)
+        self._prefix_tokens[key] = prefix
+        while len(self._prefix_tokens) > 8:
+            self._prefix_tokens.pop(next(iter(self._prefix_tokens)))
         return prefix + enc(tail, add_special_tokens=False), len(prefix)
+
+    def lc_memory_tokens(self) -> int | None:
+        """The most prompt tokens whose KV cache and activations fit the GPU's free memory now
+        (``gpu.memory``'s estimate, prefill in slices of ``prefill_slice``); None on the CPU or
+        for a model whose shape the estimate does not know. The router reads it."""
+        if not self.device.startswith("cuda"):
+            return None
+        from gpu.memory import ModelShape, free_gpu_bytes, max_lc_tokens
+
+        torch = self._torch
+        try:
+            shape = ModelShape.from_config(self._model.config)
+        except (AttributeError, TypeError):
+            return None
+        dev = torch.device(self.device)
+        # Blocks PyTorch's allocator holds but does not use are free for the prefill too.
+        free = (
+            free_gpu_bytes(self.device) + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+        )
+        dtype_bytes = next(self._model.parameters()).element_size()
+        if self._engine_wanted:
+            from gpu.lc import LCConfig
+
+            chunk = LCConfig().chunk_tokens
+        else:
+            chunk = self.prefill_slice
+        return max_lc_tokens(
+            shape, free, dtype_bytes=dtype_bytes, chunk_tokens=chunk, question_capacity=self.answer_room
+        )
 
     def cached_prefix_tokens(self, messages: Sequence[Message]) -> int:
         tokens, n_prefix = self._render(messages)
@@ -176,6 +250,10 @@ class TransformersGenerator(DecodingLoop):
         cache = self.prefix_cache.get(key)
         if cache is not None:
             return cache, n_prefix, True
+        if self._get_engine() is not None:
+            prefix = self._engine.prefill(list(tokens[:n_prefix]))
+            self.forwarded_tokens += n_prefix
+            return prefix, 0, self.prefix_cache.put(key, prefix, prefix.nbytes)
         cache = DynamicCache()
         self._forward(tokens[:n_prefix], cache)
         shared = self.prefix_cache.put(key, cache, cache_nbytes(cache))
@@ -211,13 +289,24 @@ class TransformersGenerator(DecodingLoop):
             check_window(self.name, len(tokens), self.context_window)
             max_tokens = min(max_tokens, self.context_window - len(tokens) - 1)
             cache, reused, shared = self._prefix_state(tokens, n_prefix)
-            if shared and not getattr(cache, "is_croppable", True):
-                cache, shared = copy.deepcopy(cache), False
             start = n_prefix if n_prefix >= self.min_prefix_tokens else 0
+            engine = self._engine is not None and start > 0
+            if engine and len(tokens) - start + max_tokens > cache.capacity - cache.length:
+                raise LLMError(
+                    f"{self.name}: the question and answer ({len(tokens) - start} + {max_tokens} tokens) "
+                    f"exceed the {self.answer_room}-token room after the document; raise answer_room"
+                )
+            if not engine and shared and not getattr(cache, "is_croppable", True):
+                cache, shared = copy.deepcopy(cache), False
             out_ids: list[int] = []
             text, sent, finish, first = "", 0, "length", None
+            pos = len(tokens)
             try:
-                logits = self._forward(tokens[start:], cache)
+                if engine:  # the question on top of the document's cached keys and values
+                    logits = self._engine.extend(cache, tokens[start:], start)
+                    self.forwarded_tokens += len(tokens) - start
+                else:
+                    logits = self._forward(tokens[start:], cache)
                 for step in range(max_tokens):
                     tok = self._sample(logits, temperature)
                     if first is None:
@@ -236,11 +325,16 @@ class TransformersGenerator(DecodingLoop):
                         yield text[sent:ready]
                         sent = ready
                     if step + 1 < max_tokens:
-                        logits = self._forward([tok], cache)
+                        if engine:
+                            logits = self._engine.extend(cache, [tok], pos)
+                            pos += 1
+                            self.forwarded_tokens += 1
+                        else:
+                            logits = self._forward([tok], cache)
                 if len(text) > sent:
                     yield text[sent:]
             finally:
-                if shared:
+                if shared and not engine:
                     truncate_cache(cache, n_prefix)  # the next question finds the prefix unchanged
             seconds = time.perf_counter() - t0
             first_s = first if first is not None else seconds
