@@ -244,6 +244,12 @@ def answer_block(lib: Library, lib_key: str, out: Outcome, turn: int, prefix: st
                 citation_panel(lib, lib_key, c, turn, prefix)
     else:
         st.caption("No citation: no passage was found that supports this answer.")
+    draft = ans.first_draft
+    if draft is not None:
+        fate = "kept after a second look" if draft.kept else "replaced by the answer above"
+        ok = sum(c.verified for c in draft.citations)
+        with st.expander(f"First draft ({fate}: {ok}/{len(draft.citations)} citations verified)"):
+            st.markdown(draft.text)
 
 
 # -- tabs -----------------------------------------------------------------------------------

@@ -13,6 +13,25 @@ import triton
 import triton.language as tl
 
 
+@triton.jit
+def _row_scores(
+    x_ptr, q_ptr, rows, row_ok, stride_x, DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr
+):
+    """Float32 dot products of the query with ``rows`` of the matrix, read in ``BLOCK_D`` columns."""
+    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for d0 in tl.static_range(0, DIM, BLOCK_D):
+        cols = d0 + tl.arange(0, BLOCK_D)
+        col_ok = cols < DIM
+        x = tl.load(
+            x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :],
+            mask=row_ok[:, None] & col_ok[None, :],
+            other=0.0,
+        )
+        q = tl.load(q_ptr + cols, mask=col_ok, other=0.0)
+        acc += tl.sum(x.to(tl.float32) * q.to(tl.float32)[None, :], axis=1)
+    return acc
+
+
 @triton.autotune(
     configs=[
         triton.Config({"BLOCK_N": 32}, num_warps=4),
@@ -29,17 +48,7 @@ def _scores_kernel(
     pid = tl.program_id(0)
     rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n_rows
-    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
-    for d0 in tl.static_range(0, DIM, BLOCK_D):
-        cols = d0 + tl.arange(0, BLOCK_D)
-        col_ok = cols < DIM
-        x = tl.load(
-            x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :],
-            mask=row_ok[:, None] & col_ok[None, :],
-            other=0.0,
-        )
-        q = tl.load(q_ptr + cols, mask=col_ok, other=0.0)
-        acc += tl.sum(x.to(tl.float32) * q.to(tl.float32)[None, :], axis=1)
+    acc = _row_scores(x_ptr, q_ptr, rows, row_ok, stride_x, DIM, BLOCK_N, BLOCK_D)
     tl.store(out_ptr + rows, acc, mask=row_ok)
 
 
@@ -91,17 +100,7 @@ def _score_topk_kernel(
     pid = tl.program_id(0)
     rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n_rows
-    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
-    for d0 in tl.static_range(0, DIM, BLOCK_D):
-        cols = d0 + tl.arange(0, BLOCK_D)
-        col_ok = cols < DIM
-        x = tl.load(
-            x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :],
-            mask=row_ok[:, None] & col_ok[None, :],
-            other=0.0,
-        )
-        q = tl.load(q_ptr + cols, mask=col_ok, other=0.0)
-        acc += tl.sum(x.to(tl.float32) * q.to(tl.float32)[None, :], axis=1)
+    acc = _row_scores(x_ptr, q_ptr, rows, row_ok, stride_x, DIM, BLOCK_N, BLOCK_D)
     top = tl.topk(_to_keys(acc, rows, row_ok), KP)
     tl.store(keys_ptr + pid * KP + tl.arange(0, KP), top)
 
@@ -197,17 +196,7 @@ def _score_blockmax_kernel(
     pid = tl.program_id(0)
     rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n_rows
-    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
-    for d0 in tl.static_range(0, DIM, BLOCK_D):
-        cols = d0 + tl.arange(0, BLOCK_D)
-        col_ok = cols < DIM
-        x = tl.load(
-            x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :],
-            mask=row_ok[:, None] & col_ok[None, :],
-            other=0.0,
-        )
-        q = tl.load(q_ptr + cols, mask=col_ok, other=0.0)
-        acc += tl.sum(x.to(tl.float32) * q.to(tl.float32)[None, :], axis=1)
+    acc = _row_scores(x_ptr, q_ptr, rows, row_ok, stride_x, DIM, BLOCK_N, BLOCK_D)
     tl.store(scores_ptr + rows, acc, mask=row_ok)
     best = tl.max(tl.where(row_ok, acc, float("-inf")), axis=0)
     bits = best.to(tl.int32, bitcast=True)
