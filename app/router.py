@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from app.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier, is_refusal
+from app.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier, is_pure_refusal, is_refusal
 from pipeline.types import RouteDecision
 
 POLICY_PATH = Path(__file__).with_name("router_policy.json")
@@ -131,6 +131,9 @@ class Thresholds:
     lc: float = 0.65  # before answering: LC when the score clears this and the document must be read
     lc_cached: float = 0.5  # ... and this when the document's prefix is cached (LC then costs little)
     fallback: float = 0.8  # after a RAG answer: read the whole document when its score clears this
+    # Self-Route rule for this model: fall back after a refusal only when P(unanswerable) is below
+    # this (None: the policy's ``fallback_max_hallu``). Chosen with the other thresholds.
+    fallback_max_hallu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,11 @@ class RouterPolicy:
 
     def thresholds_for(self, model: str) -> Thresholds:
         return self.per_model.get(model, self.thresholds)
+
+    def max_hallu_for(self, model: str) -> float:
+        """The Self-Route rule's P(unanswerable) limit for this model."""
+        t = self.thresholds_for(model).fallback_max_hallu
+        return self.fallback_max_hallu if t is None else t
 
     def to_json(self) -> dict:
         return {
@@ -265,12 +273,31 @@ _HEDGE = re.compile(
     r"unclear|based on the)\b"
 )
 _EXCERPTS = re.compile(r"\b(?:chunks?|excerpts?|passages?|provided (?:text|context|sources|information))\b")
+_WORD = re.compile(r"[a-z]+|\d+")
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+_PART = re.compile(r"\bpaper \d+\b")
+_NUMBER = re.compile(r"\d[\d,.]*")
+_STOP = frozenset(  # words that say nothing about what is asked
+    re.findall(
+        r"\w+",
+        "the a an of in on to and or for with by from at as is are was were be been what which who whom how "
+        "why when where does did do that this these those it its their his her they he she paper according "
+        "text document company during than more most between both",
+    )
+)
 
 
-def answer_features(rag_answer: str) -> dict[str, float]:
-    """Cues in a RAG answer that the excerpts missed something: a refusal, hedges, talk of excerpts."""
+def _cover(asked: set[str], said: set[str]) -> float:
+    return len(asked & said) / len(asked) if asked else 1.0
+
+
+def answer_features(rag_answer: str, question: str = "") -> dict[str, float]:
+    """Cues in a RAG answer that the excerpts missed something: a refusal, hedges, talk of excerpts,
+    and how much of what the question asks about (its words, years, papers) the answer covers."""
     t = rag_answer.lower()
+    q = question.lower()
     hedges = len(_HEDGE.findall(t))
+    asked = {w for w in _WORD.findall(q) if len(w) > 2 and w not in _STOP}
     return {
         "ans_refused": 1.0 if is_refusal(rag_answer) else 0.0,
         "ans_hedged": 1.0 if hedges else 0.0,
@@ -278,12 +305,20 @@ def answer_features(rag_answer: str) -> dict[str, float]:
         "ans_log_words": math.log1p(len(t.split())) / 5,
         "ans_has_number": 1.0 if re.search(r"\d", t) else 0.0,
         "ans_excerpts": 1.0 if _EXCERPTS.search(t) else 0.0,
+        "ans_pure_refusal": 1.0 if is_pure_refusal(rag_answer) else 0.0,
+        "ans_q_cover": _cover(asked, set(_WORD.findall(t))) if asked else 0.0,
+        "ans_year_cover": _cover(set(_YEAR.findall(q)), set(_YEAR.findall(t))),
+        "ans_paper_cover": _cover(set(_PART.findall(q)), set(_PART.findall(t))),
+        "ans_nums": min(len(_NUMBER.findall(t)), 10) / 5,
     }
 
 
-def after_features(before: dict[str, float], p_before: float, rag_answer: str) -> dict[str, float]:
-    """The second score's inputs: the question-time features, the first score and the RAG answer."""
-    a = answer_features(rag_answer)
+def after_features(
+    before: dict[str, float], p_before: float, rag_answer: str, question: str = ""
+) -> dict[str, float]:
+    """The second score's inputs: the question-time features, the first score, the RAG answer and
+    how well it covers the question."""
+    a = answer_features(rag_answer, question)
     f = {**before, **a, "p_before": p_before}
     for k, v in a.items():
         f[f"{k}_x_p"] = v * p_before
@@ -466,7 +501,7 @@ def should_fall_back(
         )
         feats["p_lc_better"] = policy.before.score(feats)
     p_hallu = feats["q_hallu"]
-    after = after_features(feats, feats["p_lc_better"], rag_answer)
+    after = after_features(feats, feats["p_lc_better"], rag_answer, question)
     p2 = policy.after.score(after)
     th = policy.thresholds_for(model)
     refused = after["ans_refused"] > 0
@@ -476,7 +511,7 @@ def should_fall_back(
     target, then = (
         ("lc", "the whole document was read") if fits else ("rag-wide", "three times more passages were read")
     )
-    if refused and p_hallu < policy.fallback_max_hallu:
+    if refused and p_hallu < policy.max_hallu_for(model):
         return Fallback(
             True,
             f"the excerpts did not contain the answer and the question does not look like a trick "

@@ -232,6 +232,11 @@ def summary(path: Path) -> None:
         "judged_correct": sum(1 for r in rows if r.get("correct"))
         if all("correct" in r for r in rows)
         else None,
+        # The same judge on the answers as they were before any re-check (the answer, when none).
+        "first_try_judged_correct": sum(
+            JUDGE.judge(r["question"], r.get("first_draft") or r["answer"], r["gold"], r["task"]).correct
+            for r in rows
+        ),
         "refusals": sum(1 for r in rows if is_refusal(r["answer"])),
         "by_origin": {
             o: sum(1 for r in rows for c in r["citations"] if c["origin"] == o)

@@ -21,13 +21,18 @@ import sys
 import time
 from pathlib import Path
 
+# One BLAS/OpenMP thread: the logistic-regression fits are faster so (small problems) and the
+# chosen thresholds do not change with the machine's thread count (they did, in the last digit).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from app.qtype import DEFAULT_WEIGHTS  # noqa: E402
 from app.router import POLICY_PATH, PROFILES_PATH, RouterPolicy, Thresholds  # noqa: E402
-from eval.router_study import choose_thresholds, fit_fold, load_study, score_cases  # noqa: E402
+from eval.router_study import choose_policy, fit_fold, load_study, rule_inputs, score_cases  # noqa: E402
 
 DEFAULT_LARA = ROOT.parent / "shared" / "data" / "lara"
 
@@ -43,22 +48,27 @@ def main() -> None:
     t0 = time.perf_counter()
     study = load_study(args.lara, args.retrieval_cache)
     fm = fit_fold(study.questions, study.cases, c=args.c, fallback_max_hallu=args.fallback_max_hallu)
-    s1, s2, rules = score_cases(fm, study.cases)
+    s1, s2, _ = score_cases(fm, study.cases)
+    refused, hallu = rule_inputs(fm, study.cases)
     per_model: dict[str, Thresholds] = {}
     for m in sorted({c.model for c in study.cases}):
         idx = [i for i, c in enumerate(study.cases) if c.model == m]
-        t1, t2 = choose_thresholds(
+        t1, t2, max_hallu = choose_policy(
             [study.cases[i] for i in idx],
             [s1[i] for i in idx],
             [s2[i] for i in idx],
-            [rules[i] for i in idx],
+            [refused[i] for i in idx],
+            [hallu[i] for i in idx],
             args.budget,
         )
-        per_model[m] = Thresholds(lc=t1, lc_cached=0.5, fallback=t2)
+        per_model[m] = Thresholds(lc=t1, lc_cached=0.5, fallback=t2, fallback_max_hallu=max_hallu)
     default = Thresholds(
         lc=round(statistics.median(t.lc for t in per_model.values()), 2),
         lc_cached=0.5,
         fallback=round(statistics.median(t.fallback for t in per_model.values()), 2),
+        fallback_max_hallu=round(
+            statistics.median(t.fallback_max_hallu or 0.0 for t in per_model.values()), 2
+        ),
     )
     policy = RouterPolicy(
         before=fm.before,
@@ -97,7 +107,7 @@ def main() -> None:
     )
     print(
         f"default thresholds {default}; per model: "
-        + ", ".join(f"{m} {t.lc}/{t.fallback}" for m, t in per_model.items())
+        + ", ".join(f"{m} {t.lc}/{t.fallback}/{t.fallback_max_hallu}" for m, t in per_model.items())
     )
 
 

@@ -228,7 +228,10 @@ def decide(case: Case, s1: float, s2: float, rule: bool, t1: float, t2: float) -
     return Choice("rag", case.rag_ok, case.rag_tokens)
 
 
-GRID = tuple(round(float(v), 2) for v in np.arange(0.30, 1.001, 0.05)) + (1.01,)
+GRID = tuple(round(float(v), 3) for v in np.arange(0.30, 1.0001, 0.025)) + (1.01,)
+# Self-Route rule: fall back after a refusal only when P(unanswerable) is below this limit; the
+# limit is chosen per model with the thresholds (0: rule off, 1.01: every refusal falls back).
+HALLU_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.01)
 
 
 def choose_thresholds(
@@ -240,7 +243,42 @@ def choose_thresholds(
 ) -> tuple[float, float]:
     """The (before, after) thresholds with the best accuracy on these cases (mean over tasks)
     whose prompt tokens stay within ``budget`` x always-LC; ties go to fewer tokens."""
-    a1, a2, rule = np.asarray(s1), np.asarray(s2), np.asarray(rules, dtype=bool)
+    best = _best_thresholds(cases, s1, s2, {0.5: np.asarray(rules, dtype=bool)}, budget)
+    if best is None:  # even the Self-Route rule alone overspends: no learned LC at all
+        return 1.01, 1.01
+    return best[0], best[1]
+
+
+def choose_policy(
+    cases: Sequence[Case],
+    s1: Sequence[float],
+    s2: Sequence[float],
+    refused: Sequence[bool],
+    q_hallu: Sequence[float],
+    budget: float,
+    hallu_grid: Sequence[float] = HALLU_GRID,
+    groups: Sequence[int] | None = None,
+) -> tuple[float, float, float]:
+    """Like ``choose_thresholds``, and the Self-Route rule's P(unanswerable) limit with them:
+    (before threshold, after threshold, max_hallu). With ``groups`` (a group of documents per
+    case), the budget must hold within every group, not only over all the cases: thresholds that
+    overspend on some documents are likely to overspend on new ones."""
+    ref, hal = np.asarray(refused, dtype=bool), np.asarray(q_hallu, dtype=np.float64)
+    best = _best_thresholds(cases, s1, s2, {mh: ref & (hal < mh) for mh in hallu_grid}, budget, groups)
+    if best is None:  # nothing fits: RAG only, no fallback
+        return 1.01, 1.01, 0.0
+    return best
+
+
+def _best_thresholds(
+    cases: Sequence[Case],
+    s1: Sequence[float],
+    s2: Sequence[float],
+    rule_sets: Mapping[float, np.ndarray],
+    budget: float,
+    groups: Sequence[int] | None = None,
+) -> tuple[float, float, float] | None:
+    a1, a2 = np.asarray(s1), np.asarray(s2)
     lc_ok = np.array([c.lc_ok for c in cases], dtype=np.float64)
     rag_ok = np.array([c.rag_ok for c in cases], dtype=np.float64)
     lc_tok = np.array([c.lc_tokens for c in cases], dtype=np.float64)
@@ -249,21 +287,23 @@ def choose_thresholds(
     # Weight each case by 1 / (questions of its task x tasks): the sum is the mean task accuracy.
     n_task = {t: sum(1 for c in cases if c.q.task == t) for t in tasks}
     w = np.array([1.0 / (n_task[c.q.task] * len(tasks)) for c in cases])
-    limit = budget * lc_tok.sum()
-    best: tuple[float, float, float, float] | None = None
-    for t1 in GRID:
-        lc = a1 >= t1
-        for t2 in GRID:
-            fb = ~lc & (rule | (a2 >= t2))
-            spent = float(np.where(lc, lc_tok, np.where(fb, lc_tok + rag_tok, rag_tok)).sum())
-            if spent > limit:
-                continue
-            acc = float((w * np.where(lc | fb, lc_ok, rag_ok)).sum())
-            if best is None or (acc, -spent) > (best[0], -best[1]):
-                best = (acc, spent, t1, t2)
-    if best is None:  # even the Self-Route rule alone overspends: no learned LC at all
-        return 1.01, 1.01
-    return best[2], best[3]
+    g = np.zeros(len(cases), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    limits = budget * np.bincount(g, weights=lc_tok)
+    best: tuple[float, float, float, float, float] | None = None
+    for mh, rule in rule_sets.items():
+        for t1 in GRID:
+            lc = a1 >= t1
+            for t2 in GRID:
+                fb = ~lc & (rule | (a2 >= t2))
+                cost = np.where(lc, lc_tok, np.where(fb, lc_tok + rag_tok, rag_tok))
+                by_group = np.bincount(g, weights=cost, minlength=len(limits))
+                if (by_group > limits).any():
+                    continue
+                spent = float(cost.sum())
+                acc = float((w * np.where(lc | fb, lc_ok, rag_ok)).sum())
+                if best is None or (acc, -spent) > (best[0], -best[1]):
+                    best = (acc, spent, t1, t2, mh)
+    return None if best is None else (best[2], best[3], best[4])
 
 
 def fold_qtypes(
@@ -304,7 +344,7 @@ def fit_fold(
     names1 = [k for k in rows[0] if k != "cached"]
     lr1 = fit_lr(matrix(rows, names1), train, c=c)
     before = linear(lr1, names1)
-    rows2 = [after_features(r, before.score(r), cs.rag_answer) for r, cs in zip(rows, train)]
+    rows2 = [after_features(r, before.score(r), cs.rag_answer, cs.q.question) for r, cs in zip(rows, train)]
     names2 = [k for k in rows2[0] if k != "cached"]
     lr2 = fit_lr(matrix(rows2, names2), train, c=c)
     return FoldModel(classifier, qtypes, profiles, defaults, before, linear(lr2, names2), fallback_max_hallu)
@@ -314,9 +354,17 @@ def score_cases(fm: FoldModel, cases: Sequence[Case]) -> tuple[list[float], list
     """Before and after scores, and whether the Self-Route rule fires, for each case."""
     rows = before_rows(cases, fm.qtypes, fm.profiles, fm.defaults)
     s1 = [fm.before.score(r) for r in rows]
-    s2 = [fm.after.score(after_features(r, a, cs.rag_answer)) for r, a, cs in zip(rows, s1, cases)]
+    s2 = [
+        fm.after.score(after_features(r, a, cs.rag_answer, cs.q.question))
+        for r, a, cs in zip(rows, s1, cases)
+    ]
     rules = [cs.rag_refused and r["q_hallu"] < fm.fallback_max_hallu for r, cs in zip(rows, cases)]
     return s1, s2, rules
+
+
+def rule_inputs(fm: FoldModel, cases: Sequence[Case]) -> tuple[list[bool], list[float]]:
+    """What the Self-Route rule looks at: whether the RAG answer refused, and P(unanswerable)."""
+    return [cs.rag_refused for cs in cases], [fm.qtypes[cs.q.qid].probs["hallu"] for cs in cases]
 
 
 # -- loading the study ---------------------------------------------------------------------------

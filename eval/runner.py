@@ -45,6 +45,7 @@ class ResultRow:
     route_reason: str = ""
     route_features: dict[str, float] = field(default_factory=dict)
     fallback: bool = False  # the router fell back to reading the whole document after RAG
+    rechecked: bool = False  # a shown citation failed its check and the model answered once more
     citations: int = 0
     verified: int = 0
     retrieval_hit: bool | None = None  # None: the gold evidence could not be located
@@ -235,6 +236,7 @@ def run_eval(
                 route_reason=ans.route.reason,
                 route_features={k: float(x) for k, x in ans.route.features.items()},
                 fallback="fallback_score" in ans.route.features,
+                rechecked=ans.first_draft is not None,
                 citations=len(ans.citations),
                 verified=sum(c.verified for c in ans.citations),
                 retrieval_hit=recall.get(it.item_id),

@@ -103,14 +103,29 @@ def test_hard_limits_still_come_first() -> None:
 
 def test_self_route_fallback() -> None:
     q = "What was the company's total stockholders' equity as of March 31, 2024?"
-    before = route(inputs(q))
-    assert before.mode == "rag"
-    fb = should_fall_back(
-        q, "The provided excerpts do not mention the stockholders' equity.", before, model="gpt-4o"
-    )
+    refusal = "The provided excerpts do not mention the stockholders' equity."
+    model = "qwen2.5-7b-instruct"
+    before = route(inputs(q, model))
+    assert before.mode == "rag" and before.features["q_hallu"] < load_policy().max_hallu_for(model)
+    fb = should_fall_back(q, refusal, before, model=model)
     assert fb.rerun and fb.rule and fb.target == "lc" and "Self-Route" in fb.reason
-    answered = should_fall_back(q, "It was $2,576,340 [1].", before, model="gpt-4o")
+    answered = should_fall_back(q, "It was $2,576,340 [1].", before, model=model)
     assert not answered.rerun
+    # Where training turned the rule off (max_hallu 0), the learned score still weighs the refusal.
+    gpt = route(inputs(q))
+    off = RouterPolicy.from_json(
+        {
+            **load_policy().to_json(),
+            "per_model": {"gpt-4o": {"lc": 0.7, "fallback": 0.75, "fallback_max_hallu": 0.0}},
+        }
+    )
+    assert (
+        off.max_hallu_for("gpt-4o") == 0.0
+        and off.max_hallu_for("other") == off.thresholds_for("other").fallback_max_hallu
+    )
+    learned = should_fall_back(q, refusal, gpt, model="gpt-4o", policy=off)
+    assert learned.rerun and not learned.rule and "unsure" in learned.reason
+    assert not should_fall_back(q, "It was $2,576,340 [1].", gpt, model="gpt-4o", policy=off).rerun
     trick_q = "What was the name of the horse that Hartman rode?"
     trick = should_fall_back(
         trick_q, "The text does not mention a horse.", route(inputs(trick_q)), model="gpt-4o"
@@ -126,6 +141,13 @@ def test_answer_features_and_refusals() -> None:
     assert (
         f["ans_refused"] == 1 and f["ans_hedged"] == 1 and f["ans_excerpts"] == 1 and f["ans_has_number"] == 1
     )
+    assert f["ans_pure_refusal"] == 0  # it goes on to guess
+    # How much of what the question asks about the answer covers: its words, years and papers.
+    q = "How did revenue change from 2022 to 2023 in paper 1 and paper 2?"
+    half = answer_features("Paper 1 reports revenue of $5M in 2023.", q)
+    assert half["ans_year_cover"] == 0.5 and half["ans_paper_cover"] == 0.5 and 0 < half["ans_q_cover"] < 1
+    full = answer_features("The revenue change: $4M in 2022 to $5M in 2023 (paper 1 and paper 2).", q)
+    assert full["ans_year_cover"] == 1 and full["ans_paper_cover"] == 1 and full["ans_q_cover"] == 1
     assert not is_refusal("Net loss was $1,093,095.")
 
 
