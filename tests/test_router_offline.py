@@ -25,16 +25,21 @@ from tests.conftest import shared
 MODEL = "qwen2.5-7b-instruct"
 
 
-def test_study_on_one_model() -> None:
+def _cases(step: int):  # type: ignore[no-untyped-def]
+    """Every ``step``-th LaRA 32k question with MODEL's published answers, judged (quick)."""
     root = shared("lara")
-    questions = load_questions(root)[::2]  # half the questions keep the test quick
+    questions = load_questions(root)[::step]
     answers = load_predictions(root, models=[MODEL], questions=questions)
     verdicts = judge_answers(DeterministicJudge(), questions, answers)
     docs = {
         q.doc_key: doc_info((root / "32k" / q.doc_key).read_text(encoding="utf-8"), lambda t: len(t) // 4)
         for q in questions
     }
-    cases = build_cases(questions, verdicts, {k: a.prediction for k, a in answers.items()}, docs)
+    return questions, build_cases(questions, verdicts, {k: a.prediction for k, a in answers.items()}, docs)
+
+
+def test_study_on_one_model() -> None:
+    questions, cases = _cases(2)  # half the questions keep the test quick
     folds = document_folds(questions, 3)
     assert set().union(*folds) == {q.doc_key for q in questions} and not folds[0] & folds[1]
 
@@ -62,15 +67,7 @@ def test_study_on_one_model() -> None:
 
 
 def test_thresholds_and_the_rule_limit_are_chosen_within_the_budget() -> None:
-    root = shared("lara")
-    questions = load_questions(root)[::4]
-    answers = load_predictions(root, models=[MODEL], questions=questions)
-    verdicts = judge_answers(DeterministicJudge(), questions, answers)
-    docs = {
-        q.doc_key: doc_info((root / "32k" / q.doc_key).read_text(encoding="utf-8"), lambda t: len(t) // 4)
-        for q in questions
-    }
-    cases = build_cases(questions, verdicts, {k: a.prediction for k, a in answers.items()}, docs)
+    questions, cases = _cases(4)
     fm = fit_fold(questions, cases)
     s1, s2, _ = score_cases(fm, cases)
     refused, hallu = rule_inputs(fm, cases)
