@@ -415,8 +415,10 @@ def _cite_lc(
         return ModeResult(f"{answer} [1]", [located], gen_out, refused)
     renumber = {c.number: i for i, c in enumerate(found, start=1)}
     shown = re.sub(r"\[(\d+)\]", lambda mm: f"[{renumber.get(int(mm.group(1)), 0)}]", shown)
-    origin = {"origin": "repaired"} if located is not None else {}
-    cites = [replace(c, number=renumber[c.number], **origin) for c in found]  # type: ignore[arg-type]
+    cites = [
+        replace(c, number=renumber[c.number], origin="repaired" if located is not None else c.origin)
+        for c in found
+    ]
     return ModeResult(shown, cites, gen_out, refused)
 
 

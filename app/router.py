@@ -383,6 +383,7 @@ def route(
     }
     if x.memory_tokens is not None:
         features["memory_tokens"] = float(x.memory_tokens)
+        features["memory_bound"] = float(memory_bound)  # GPU memory, not the window, sets capacity
     if x.doc_tokens > capacity:
         limit = (
             "whose KV cache fits the GPU's free memory"

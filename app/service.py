@@ -312,7 +312,7 @@ class QAService:
         if mode == "lc" and too_long and self.settings.llm.lc_overflow == "refuse":
             where = (
                 "the GPU's free memory holds"
-                if "memory_tokens" in auto.features and auto.features["memory_tokens"] < gen.context_window
+                if auto.features.get("memory_bound")
                 else f"fit the {gen.context_window:,}-token window"
             )
             raise ValueError(

@@ -29,9 +29,10 @@ def test_document_over_the_window_goes_to_rag() -> None:
 def test_document_over_the_gpu_memory_goes_to_rag_and_says_so() -> None:
     d = route(_inputs(doc_tokens=20000, memory_tokens=12000))
     assert d.mode == "rag" and "GPU's free memory" in d.reason and d.features["memory_tokens"] == 12000
-    assert d.features["capacity"] == 12000 - 456
+    assert d.features["capacity"] == 12000 - 456 and d.features["memory_bound"] == 1.0
     roomy = route(_inputs(doc_tokens=3000, memory_tokens=500_000))  # the window still decides
     assert roomy.mode == "lc" and roomy.features["capacity"] == int(32768 * 0.9) - 456
+    assert roomy.features["memory_bound"] == 0.0
 
 
 def test_slow_prefill_goes_to_rag_unless_cached() -> None:

@@ -136,7 +136,8 @@ class TransformersGenerator(DecodingLoop):
         self._eos = {int(e) for e in [*eos_ids, self._tok.eos_token_id] if e is not None}
         self.forwarded_tokens = 0  # prompt tokens run through the model (for tests and metrics)
         self.answer_room = answer_room
-        self._prefix_tokens: dict[str, list[int]] = {}  # tokenised prompt prefixes, most recent last
+        # Tokenised prompt prefixes, the 8 most recently used (each counts 1 against the budget).
+        self._prefix_tokens: LRUBySize[list[int]] = LRUBySize(8)
         if lc_engine not in ("auto", "on", "off"):
             raise LLMError(f"unknown lc_engine '{lc_engine}'; use auto, on or off")
         self._engine_mode = lc_engine
@@ -184,12 +185,10 @@ class TransformersGenerator(DecodingLoop):
         # A follow-up question renders the same document prefix again: tokenise it once (on a GPU,
         # tokenising a 30k-token document costs more than reading the question).
         key = hashlib.sha1(head.encode()).hexdigest()
-        prefix = self._prefix_tokens.pop(key, None)
+        prefix = self._prefix_tokens.get(key)
         if prefix is None:
             prefix = enc(head, add_special_tokens=specials)
-        self._prefix_tokens[key] = prefix
-        while len(self._prefix_tokens) > 8:
-            self._prefix_tokens.pop(next(iter(self._prefix_tokens)))
+            self._prefix_tokens.put(key, prefix, 1)
         return prefix + enc(tail, add_special_tokens=False), len(prefix)
 
     def lc_memory_tokens(self) -> int | None:
