@@ -154,6 +154,12 @@ class RouterPolicy:
     default_lc_advantage: dict[str, float] = field(default_factory=dict)  # by size class
     budget: float = 0.4
     trained_on: str = ""
+    # Trained with retrieval evidence (top score, gap, scatter): the service then retrieves before
+    # deciding (the passages are reused when RAG is chosen) and passes ``RouteInputs.retrieval``.
+    uses_retrieval: bool = False
+    # Stand-in evidence when a question comes without any (training means): a policy trained with
+    # retrieval evidence must not read "no evidence" as "top score 0".
+    retrieval_defaults: RetrievalEvidence | None = None
 
     def thresholds_for(self, model: str) -> Thresholds:
         return self.per_model.get(model, self.thresholds)
@@ -168,6 +174,8 @@ class RouterPolicy:
             "kind": "longqa-router-policy",
             "trained_on": self.trained_on,
             "budget": self.budget,
+            "uses_retrieval": self.uses_retrieval,
+            "retrieval_defaults": asdict(self.retrieval_defaults) if self.retrieval_defaults else None,
             "before": self.before.to_json(),
             "after": self.after.to_json(),
             "thresholds": asdict(self.thresholds),
@@ -192,6 +200,10 @@ class RouterPolicy:
             default_lc_advantage={k: float(v) for k, v in data.get("default_lc_advantage", {}).items()},
             budget=float(data.get("budget", 0.4)),
             trained_on=str(data.get("trained_on", "")),
+            uses_retrieval=bool(data.get("uses_retrieval", False)),
+            retrieval_defaults=(
+                RetrievalEvidence(**data["retrieval_defaults"]) if data.get("retrieval_defaults") else None
+            ),
         )
 
 
@@ -247,8 +259,10 @@ def policy_features(
     retrieval: RetrievalEvidence | None,
     cached: bool,
     default_lc_advantage: dict[str, float] | None = None,
+    retrieval_defaults: RetrievalEvidence | None = None,
 ) -> dict[str, float]:
-    """The learned policy's inputs; training (benchmarks/router_train.py) uses this same function."""
+    """The learned policy's inputs; training (benchmarks/router_train.py) uses this same function.
+    Without ``retrieval``, the evidence features take ``retrieval_defaults`` (``ret_missing`` = 1)."""
     model = model or ModelProfile()
     adv = model.lc_advantage
     if adv is None:
@@ -260,9 +274,10 @@ def policy_features(
         f[f"q_{t}_x_adv"] = f[f"q_{t}"] * adv
     f["doc_digits"] = doc_digit_share if doc_digit_share is not None else 0.0
     f["doc_log_ktokens"] = math.log2(max(doc_tokens, 1) / 1000)
-    f["ret_top"] = retrieval.top_score if retrieval else 0.0
-    f["ret_gap"] = retrieval.score_gap if retrieval else 0.0
-    f["ret_scatter"] = retrieval.scatter if retrieval else 0.0
+    ev = retrieval or retrieval_defaults
+    f["ret_top"] = ev.top_score if ev else 0.0
+    f["ret_gap"] = ev.score_gap if ev else 0.0
+    f["ret_scatter"] = ev.scatter if ev else 0.0
     f["ret_missing"] = 0.0 if retrieval else 1.0
     f["cached"] = 1.0 if cached else 0.0
     return f
@@ -425,6 +440,7 @@ def route(
         retrieval=x.retrieval,
         cached=cached,
         default_lc_advantage=policy.default_lc_advantage,
+        retrieval_defaults=policy.retrieval_defaults,
     )
     p_lc = policy.before.score(feats)
     th = policy.thresholds_for(x.model.name if x.model else "")
@@ -498,6 +514,7 @@ def should_fall_back(
                 retrieval=None,
                 cached=False,
                 default_lc_advantage=policy.default_lc_advantage,
+                retrieval_defaults=policy.retrieval_defaults,
             )
         )
         feats["p_lc_better"] = policy.before.score(feats)

@@ -18,12 +18,22 @@ from app.catalog import ModelUnavailable, load_catalog, resolve_asr, resolve_emb
 from app.ingest import Ingestor, IngestReport, Progress, WalkOptions, reconcile
 from app.llm.base import Generator
 from app.prompts import lc_messages
-from app.router import RouteInputs, cache_could_flip, digit_share, model_profile, route, should_fall_back
+from app.router import (
+    RetrievalEvidence,
+    RouteInputs,
+    cache_could_flip,
+    digit_share,
+    load_policy,
+    model_profile,
+    retrieval_evidence,
+    route,
+    should_fall_back,
+)
 from app.settings import Settings
 from gpu.device import resolve_device
 from indexes.bm25 import BM25Config
 from indexes.embedding import Embedder, SentenceTransformerEmbedder
-from indexes.hybrid import HybridRetriever, RetrievalConfig
+from indexes.hybrid import HybridRetriever, RetrievalConfig, Retrieved
 from indexes.rerank import make_reranker
 from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig
@@ -283,7 +293,29 @@ class QAService:
             total += self._doc_tokens[key]
         return total
 
-    def decide(self, question: str, docs: Sequence[Document], mode: Mode) -> RouteDecision:
+    def evidence(self, hits: Sequence[Retrieved], docs: Sequence[Document]) -> RetrievalEvidence | None:
+        """The router's retrieval evidence from retrieved passages: their dense scores and where
+        they start, as a share of the documents' text (several documents: laid end to end)."""
+        offset, start = 0, {}
+        for d in docs:
+            start[d.doc_id] = offset
+            offset += len(d.text)
+        if not offset:
+            return None
+        return retrieval_evidence(
+            [(start.get(h.chunk.doc_id, 0) + h.chunk.span.start) / offset for h in hits],
+            [h.dense_score for h in hits],
+        )
+
+    def decide(
+        self,
+        question: str,
+        docs: Sequence[Document],
+        mode: Mode,
+        retrieval: RetrievalEvidence | None = None,
+    ) -> RouteDecision:
+        """Route a question; ``retrieval`` is evidence from passages already retrieved for it (the
+        shipped policy weighs it when it was trained with it: ``RouterPolicy.uses_retrieval``)."""
         gen = self.generator
         n = self.doc_tokens(docs)
         inputs = RouteInputs(
@@ -298,6 +330,7 @@ class QAService:
             model=model_profile(gen.name),
             doc_digit_share=digit_share([d.text for d in docs]),
             memory_tokens=getattr(gen, "lc_memory_tokens", lambda: None)(),
+            retrieval=retrieval,
         )
         auto = route(inputs)
         probe = getattr(gen, "cached_prefix_tokens", None)
@@ -338,12 +371,20 @@ class QAService:
             raise ValueError("the question is empty")
         t0 = time.perf_counter()
         docs = self._scope(doc_ids)
-        decision = self.decide(question, docs, mode)
+        hits: list[Retrieved] | None = None
+        evidence = None
+        if mode == "auto" and load_policy().uses_retrieval:
+            # The policy weighs what retrieval finds; the same passages answer in RAG mode.
+            hits = self.retriever.retrieve(
+                question, k=self.settings.retrieval.top_k, doc_ids=[d.doc_id for d in docs]
+            )
+            evidence = self.evidence(hits, docs)
+        decision = self.decide(question, docs, mode, evidence)
         result: ModeResult
         retrieval = ""
         if decision.mode == "rag":
             result, retrieval = self._answer_rag(
-                question, docs, self.settings.retrieval.top_k, on_text, on_restart
+                question, docs, self.settings.retrieval.top_k, on_text, on_restart, hits=hits
             )
         else:
             result = self._answer_lc(question, docs, on_text, on_restart)
@@ -391,9 +432,15 @@ class QAService:
         k: int,
         on_text: Callable[[str], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
+        hits: Sequence[Retrieved] | None = None,
     ) -> tuple[ModeResult, str]:
+        """``hits``: passages already retrieved for this question (by ``ask`` for the router)."""
         cfg = self.settings.llm
-        retrieved = self.retriever.retrieve(question, k=k, doc_ids=[d.doc_id for d in docs])
+        retrieved = (
+            list(hits)
+            if hits is not None
+            else self.retriever.retrieve(question, k=k, doc_ids=[d.doc_id for d in docs])
+        )
         retrieval = f"{self.settings.retrieval.method} top-{len(retrieved)}"
         if self.retriever.reranker is not None:  # say what rescored the passages
             retrieval += f", rescored by {self.retriever.reranker.name}"

@@ -5,7 +5,10 @@
     app/router_profiles.json  measured long-context strength of the 13 models with published answers
 
     .venv/bin/python benchmarks/router_train.py [--lara ../shared/data/lara]
-        [--retrieval-cache FILE] [--budget 0.4]
+        [--retrieval-cache ~/.cache/longqa/bench/lara_retrieval.json] [--budget 0.4]
+
+With --retrieval-cache (made by benchmarks/router_retrieval.py) the policy weighs retrieval
+evidence and says so (``uses_retrieval``): the service then retrieves before deciding.
 
 The figures that say how well this generalises come from benchmarks/router_offline.py, which
 fits the same pieces on training documents only (docs/router.md).
@@ -31,10 +34,22 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from app.qtype import DEFAULT_WEIGHTS  # noqa: E402
-from app.router import POLICY_PATH, PROFILES_PATH, RouterPolicy, Thresholds  # noqa: E402
+from app.router import POLICY_PATH, PROFILES_PATH, RetrievalEvidence, RouterPolicy, Thresholds  # noqa: E402
 from eval.router_study import choose_policy, fit_fold, load_study, rule_inputs, score_cases  # noqa: E402
 
 DEFAULT_LARA = ROOT.parent / "shared" / "data" / "lara"
+
+
+def mean_evidence(evidence: list[RetrievalEvidence]) -> RetrievalEvidence | None:
+    """The training means, used for questions that come without retrieval evidence."""
+    if not evidence:
+        return None
+    return RetrievalEvidence(
+        top_score=round(statistics.fmean(e.top_score for e in evidence), 4),
+        score_gap=round(statistics.fmean(e.score_gap for e in evidence), 4),
+        scatter=round(statistics.fmean(e.scatter for e in evidence), 4),
+        n_hits=0,
+    )
 
 
 def main() -> None:
@@ -78,6 +93,8 @@ def main() -> None:
         fallback_max_hallu=args.fallback_max_hallu,
         default_lc_advantage=fm.defaults,
         budget=args.budget,
+        uses_retrieval=study.n_retrieval > 0,
+        retrieval_defaults=mean_evidence([c.retrieval for c in study.cases if c.retrieval]),
         trained_on=(
             f"LaRA 32k published predictions: {len(study.questions)} questions x "
             f"{len(per_model)} models, deterministic judge, tokens by {study.tokenizer}, "

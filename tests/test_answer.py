@@ -93,3 +93,43 @@ def test_streamed_answer_is_the_answer(service) -> None:  # type: ignore[no-unty
     assert streamed.text == plain.text
     assert [c.span for c in streamed.citations] == [c.span for c in plain.citations]
     assert "9.4" in "".join(pieces)
+
+
+def test_auto_mode_routes_on_retrieval_evidence_and_answers_from_the_same_passages(
+    service, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The shipped policy weighs retrieval evidence: ``ask`` retrieves once, before deciding, and a
+    RAG answer is written from those passages (not from a second retrieval)."""
+    from app.router import load_policy
+
+    assert load_policy().uses_retrieval
+    # About 5k tokens: inside SmolLM2's window, long enough that the learned policy prefers RAG for a
+    # question the text cannot answer (the latency rule is lifted so that the policy decides).
+    pearl = shared("lara/32k/book/The Pearl.txt").read_text(encoding="utf-8")
+    part = tmp_path / "pearl-part.txt"
+    part.write_text(pearl[25_000:45_000], encoding="utf-8")  # a stretch no other test reads whole (cache)
+    service.settings.router.latency_budget_s = 1e6
+    service.ingest([part])
+    q = "What is Kino's favourite colour?"
+    expected = service.retriever.retrieve(q, k=service.settings.retrieval.top_k)
+    calls: list[str] = []
+    real = service.retriever.retrieve
+
+    def counted(query, k=None, doc_ids=None):  # type: ignore[no-untyped-def]
+        calls.append(query)
+        return real(query, k=k, doc_ids=doc_ids)
+
+    service.retriever.retrieve = counted
+    ans = service.ask(q, mode="auto")
+    f = ans.route.features
+    assert f["ret_missing"] == 0.0 and "p_lc_better" in f, ans.route.reason
+    assert f["ret_top"] == pytest.approx(max(h.dense_score or 0.0 for h in expected), abs=1e-4)
+    assert 0.0 <= f["ret_scatter"] <= 1.0 and f["ret_gap"] >= 0.0
+    # The policy chose RAG ("retrieving ..."), and the RAG answer was written from the passages
+    # retrieved for the decision: one retrieval in all (a Self-Route fallback to LC, which SmolLM2's
+    # unsure answer triggers here, reads the document and retrieves nothing).
+    assert "retrieving the relevant passages" in ans.route.reason
+    assert calls == [q], ans.route.reason
+    if ans.mode == "rag":
+        used = {h.chunk.chunk_id for h in expected}
+        assert {c.chunk_id for c in ans.citations} <= used, ans.text
