@@ -20,12 +20,15 @@ from pipeline.types import Chunk, Citation, Document, Span
 MIN_SUPPORT = 0.5
 MIN_CLAIM_TERMS = 2
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*(?:,|;|-|–)\s*\d+)*)\]")
-# Talk about where something is written ("as stated in the text on page 7489") is not a claim
+# Talk about where something is written ("as stated in the text on page 7489", "in paper 0") is not a claim
 # about the document's content: it is left out of the words and numbers a source must support.
 _WHERE = re.compile(
     r"\b(?:on|in|at)\s+(?:pages?|pp?\.)\s*\d+(?:\s*[-–]\s*\d+)?"
     r"|\b(?:in|from|according\s+to)\s+(?:the\s+)?(?:given\s+|provided\s+)?"
-    r"(?:text|sources?|documents?|excerpts?|passages?)\b",
+    r"(?:text|sources?|documents?|excerpts?|passages?)\b"
+    # Which part of a collection ("in paper 0": LaRA joins papers and names them so); the cited
+    # passage does not repeat its own name.
+    r"|\b(?:in|from|according\s+to)\s+(?:the\s+)?(?:paper|part|section)\s+\d+\b",
     re.IGNORECASE,
 )
 

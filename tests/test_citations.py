@@ -96,6 +96,9 @@ def test_talk_of_where_it_is_written_is_not_a_claim() -> None:
     assert [(c.number, c.verified) for c in cites] == [(2, True)]
     _text, cites = cite("According to the source, almost 5000 data breaches occurred since 2005 [2]", sources)
     assert [(c.number, c.verified) for c in cites] == [(2, True)]
+    # "in paper 0" names the part of a joined document (LaRA's papers), not a figure to find.
+    _text, cites = cite("In paper 47, almost 5000 data breaches have occurred since 2005 [2].", sources)
+    assert [(c.number, c.verified) for c in cites] == [(2, True)]
     # A claim's own numbers still count: a wrong figure stays unverified.
     _text, cites = cite("Almost 7000 data breaches have occurred since 2005 on page 5 [2].", sources)
     assert [(c.number, c.verified) for c in cites] == [(2, False)]
