@@ -154,12 +154,16 @@ class RouterPolicy:
     default_lc_advantage: dict[str, float] = field(default_factory=dict)  # by size class
     budget: float = 0.4
     trained_on: str = ""
-    # Trained with retrieval evidence (top score, gap, scatter): the service then retrieves before
-    # deciding (the passages are reused when RAG is chosen) and passes ``RouteInputs.retrieval``.
-    uses_retrieval: bool = False
-    # Stand-in evidence when a question comes without any (training means): a policy trained with
-    # retrieval evidence must not read "no evidence" as "top score 0".
+    # Set when the policy was trained with retrieval evidence (top score, gap, scatter): the training
+    # means, standing in when a question comes without any (it must not read "no evidence" as "top
+    # score 0").
     retrieval_defaults: RetrievalEvidence | None = None
+
+    @property
+    def uses_retrieval(self) -> bool:
+        """Trained with retrieval evidence: the service then retrieves before deciding (the passages
+        are reused when RAG is chosen) and passes ``RouteInputs.retrieval``."""
+        return self.retrieval_defaults is not None
 
     def thresholds_for(self, model: str) -> Thresholds:
         return self.per_model.get(model, self.thresholds)
@@ -174,7 +178,6 @@ class RouterPolicy:
             "kind": "longqa-router-policy",
             "trained_on": self.trained_on,
             "budget": self.budget,
-            "uses_retrieval": self.uses_retrieval,
             "retrieval_defaults": asdict(self.retrieval_defaults) if self.retrieval_defaults else None,
             "before": self.before.to_json(),
             "after": self.after.to_json(),
@@ -200,7 +203,6 @@ class RouterPolicy:
             default_lc_advantage={k: float(v) for k, v in data.get("default_lc_advantage", {}).items()},
             budget=float(data.get("budget", 0.4)),
             trained_on=str(data.get("trained_on", "")),
-            uses_retrieval=bool(data.get("uses_retrieval", False)),
             retrieval_defaults=(
                 RetrievalEvidence(**data["retrieval_defaults"]) if data.get("retrieval_defaults") else None
             ),

@@ -293,6 +293,16 @@ class QAService:
             total += self._doc_tokens[key]
         return total
 
+    def retrieve_for_router(
+        self, question: str, docs: Sequence[Document], k: int | None = None
+    ) -> tuple[list[Retrieved], RetrievalEvidence | None]:
+        """Passages for the question (``k``: ``retrieval.top_k``) and the evidence the router weighs
+        from them; ``ask`` answers RAG questions from these same passages."""
+        hits = self.retriever.retrieve(
+            question, k=k or self.settings.retrieval.top_k, doc_ids=[d.doc_id for d in docs]
+        )
+        return hits, self.evidence(hits, docs)
+
     def evidence(self, hits: Sequence[Retrieved], docs: Sequence[Document]) -> RetrievalEvidence | None:
         """The router's retrieval evidence from retrieved passages: their dense scores and where
         they start, as a share of the documents' text (several documents: laid end to end)."""
@@ -375,10 +385,7 @@ class QAService:
         evidence = None
         if mode == "auto" and load_policy().uses_retrieval:
             # The policy weighs what retrieval finds; the same passages answer in RAG mode.
-            hits = self.retriever.retrieve(
-                question, k=self.settings.retrieval.top_k, doc_ids=[d.doc_id for d in docs]
-            )
-            evidence = self.evidence(hits, docs)
+            hits, evidence = self.retrieve_for_router(question, docs)
         decision = self.decide(question, docs, mode, evidence)
         result: ModeResult
         retrieval = ""

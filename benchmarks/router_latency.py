@@ -80,11 +80,9 @@ def main() -> None:
         docs = [svc.store.get_document(d.doc_id) for d in svc.documents()]
         svc.decide("warm-up?", docs, "auto")  # counts the document's tokens once (cached after)
         ms, ret_ms, both_ms, policy_ran = [], [], [], 0
-        ids = [d.doc_id for d in docs]
         for q in [q for q in questions if q.doc_key == args.doc][: args.service_questions]:
             t0 = time.perf_counter()
-            hits = svc.retriever.retrieve(q.question, k=svc.settings.retrieval.top_k, doc_ids=ids)
-            evidence = svc.evidence(hits, docs)
+            _hits, evidence = svc.retrieve_for_router(q.question, docs)
             t1 = time.perf_counter()
             d = svc.decide(q.question, docs, "auto", evidence)
             ms.append((time.perf_counter() - t1) * 1000)

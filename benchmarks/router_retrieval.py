@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from app.router import retrieval_evidence  # noqa: E402
 from app.service import QAService  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from eval.lara import document_path, load_questions  # noqa: E402
+from pipeline.types import Document  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "longqa" / "bench"
 
@@ -43,17 +43,15 @@ def main() -> None:
     report = svc.ingest(paths)
     print(f"ingest: {report.summary()} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     ids = {str(Path(d.source_path).resolve()): d.doc_id for d in svc.documents()}
-    lengths: dict[str, int] = {}
+    docs: dict[str, Document] = {}
     evidence = {}
     t1 = time.perf_counter()
     for i, q in enumerate(questions):
         doc_id = ids[str(document_path(args.lara, q).resolve())]
-        if doc_id not in lengths:
-            lengths[doc_id] = len(svc.store.get_document(doc_id).text)
-        hits = svc.retriever.retrieve(q.question, k=args.k, doc_ids=[doc_id])
-        ev = retrieval_evidence(
-            [h.chunk.span.start / lengths[doc_id] for h in hits], [h.dense_score for h in hits]
-        )
+        if doc_id not in docs:
+            docs[doc_id] = svc.store.get_document(doc_id)
+        # The service's own code, so that the study learns from what the router sees at question time.
+        _hits, ev = svc.retrieve_for_router(q.question, [docs[doc_id]], k=args.k)
         if ev is not None:
             evidence[q.qid] = asdict(ev)
         if (i + 1) % 100 == 0:

@@ -8,7 +8,8 @@
         [--retrieval-cache ~/.cache/longqa/bench/lara_retrieval.json] [--budget 0.4]
 
 With --retrieval-cache (made by benchmarks/router_retrieval.py) the policy weighs retrieval
-evidence and says so (``uses_retrieval``): the service then retrieves before deciding.
+evidence and keeps its means (``retrieval_defaults``, hence ``uses_retrieval``): the service then
+retrieves before deciding.
 
 The figures that say how well this generalises come from benchmarks/router_offline.py, which
 fits the same pieces on training documents only (docs/router.md).
@@ -93,7 +94,6 @@ def main() -> None:
         fallback_max_hallu=args.fallback_max_hallu,
         default_lc_advantage=fm.defaults,
         budget=args.budget,
-        uses_retrieval=study.n_retrieval > 0,
         retrieval_defaults=mean_evidence([c.retrieval for c in study.cases if c.retrieval]),
         trained_on=(
             f"LaRA 32k published predictions: {len(study.questions)} questions x "
