@@ -1,25 +1,28 @@
-"""Ingestion: files -> documents -> chunks -> vectors, stored so that the metadata
-store and the vector index always agree.
+"""Ingestion: files -> documents -> chunks -> vectors, written to the store.
 
-Per document: ``stage`` (one DB transaction: replace old versions, insert the
-new one as pending with its chunks), add vectors to the index and save it
-atomically, then ``mark_ready``. ``reconcile`` undoes whatever a crash left
-half-done, and runs whenever the service opens.
+Per document: ``stage`` (the document as pending, owned by this process under a lease that
+a heartbeat renews), embed its chunks, then ``commit`` (one transaction: older versions of
+the file out, chunks with their vectors in, the document ready). The search indexes are
+caches that readers bring up to date from the store (``indexes.cache``); ingest never
+touches them. ``reconcile`` removes what dead writers left, never a live writer's work, and
+runs whenever the service opens. Any number of processes may ingest into one store at once.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 import re
+import signal
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from indexes.embedding import Embedder, truncation_warning
-from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig, chunk_document
 from pipeline.errors import IngestError
+from pipeline.lease import LEASE_S, Heartbeat, Owner
 from pipeline.loaders import (
     SUPPORTED_SUFFIXES,
     ASRConfig,
@@ -29,12 +32,15 @@ from pipeline.loaders import (
     load_document,
 )
 from pipeline.loaders.common import content_hash, read_bytes
-from pipeline.store import MetadataStore
+from pipeline.store import Debris, MetadataStore
 from pipeline.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXCLUDE = (".*", "__pycache__", "node_modules", "*~", "~$*")
+# Test hook: the ingest stops itself (SIGSTOP) right after staging its first document, so a
+# test can look at the store, or SIGKILL it, at exactly that point.
+STOP_AFTER_STAGE_ENV = "LONGQA_TEST_STOP_AFTER_STAGE"
 
 
 @dataclass
@@ -43,6 +49,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    busy: list[tuple[str, str]] = field(default_factory=list)  # (path, who is ingesting it)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     chunks: int = 0
     pages: int = 0
@@ -52,7 +59,8 @@ class IngestReport:
             f"{len(self.ingested)} ingested, {len(self.unchanged)} unchanged, "
             f"{len(self.failed)} failed, {self.chunks} chunks added"
         )
-        return text + (f", {len(self.removed)} removed" if self.removed else "")
+        text += f", {len(self.removed)} removed" if self.removed else ""
+        return text + (f", {len(self.busy)} being ingested by another process" if self.busy else "")
 
 
 @dataclass(frozen=True)
@@ -100,20 +108,13 @@ def expand_paths(paths: Iterable[str | Path], walk: WalkOptions | None = None) -
     return out
 
 
-def reconcile(store: MetadataStore, index: VectorIndex) -> tuple[int, int]:
-    """Make store and index agree: drop half-ingested documents and orphan vectors.
-    Returns (documents' vectors removed, orphan vectors removed)."""
-    stale = store.discard_pending()
-    removed = index.remove(stale)
-    known = store.all_vec_ids()
-    orphans = index.ids() - known
-    removed_orphans = index.remove(orphans)
-    missing = known - index.ids()
-    if missing:
-        # Chunks whose vectors never reached the index: drop their documents so a rerun re-ingests.
-        docs = {c.doc_id for c in store.chunks_by_vec_ids(sorted(missing)).values()}
-        index.remove(store.delete_documents(docs))
-    return removed, removed_orphans
+def reconcile(store: MetadataStore) -> list[Debris]:
+    """Remove pending documents whose writer is dead (crash debris), saying so in one line
+    each; a live writer's pending documents are left alone. Returns what was removed."""
+    debris = store.reap_dead_writers()
+    for d in debris:
+        log.warning("removed an unfinished ingest of '%s' (%s); ingest it again", d.source_path, d.why)
+    return debris
 
 
 _UNSAFE = re.compile(r"[^\w.\- ()+,]")
@@ -140,18 +141,18 @@ class Ingestor:
     def __init__(
         self,
         store: MetadataStore,
-        index: VectorIndex,
-        index_path: Path,
         embedder: Embedder,
         counter: TokenCounter,
         chunking: ChunkingConfig,
         max_file_bytes: int,
         asr: Callable[[], ASRConfig] | None = None,
         walk: WalkOptions | None = None,
+        lease_s: float = LEASE_S,
     ) -> None:
         self.store = store
-        self.index = index
-        self.index_path = index_path
+        self.owner = Owner.current()
+        self.lease_s = lease_s
+        self._stop_after_stage = bool(os.environ.get(STOP_AFTER_STAGE_ENV))
         self.embedder = embedder
         self.counter = counter
         self.chunking = chunking
@@ -177,6 +178,19 @@ class Ingestor:
         report = IngestReport()
         files = expand_paths(paths, self.walk)
         total = len(files)
+        renew = lambda: self.store.renew_leases(self.owner, self.lease_s)  # noqa: E731
+        with Heartbeat(renew, self.lease_s / 4):
+            self._ingest_files(files, report, progress)
+        if prune:
+            self._prune([Path(p) for p in paths if Path(p).is_dir()], report)
+        if progress:
+            progress(Progress("finished", "", total, total, report.pages, report.chunks))
+        return report
+
+    def _ingest_files(
+        self, files: list[Path], report: IngestReport, progress: Callable[[Progress], None] | None
+    ) -> None:
+        total = len(files)
         for i, path in enumerate(files):
             if progress:
                 progress(Progress("load", str(path), i, total, report.pages, report.chunks))
@@ -190,11 +204,6 @@ class Ingestor:
                 report.failed.append((str(path), f"cannot read '{path}': unexpected error: {exc}"))
             if progress:
                 progress(Progress("done", str(path), i + 1, total, report.pages, report.chunks))
-        if prune:
-            self._prune([Path(p) for p in paths if Path(p).is_dir()], report)
-        if progress:
-            progress(Progress("finished", "", total, total, report.pages, report.chunks))
-        return report
 
     def _prune(self, folders: list[Path], report: IngestReport) -> None:
         """Remove documents whose source file under one of ``folders`` no longer exists."""
@@ -206,9 +215,7 @@ class Ingestor:
         ]
         if not gone:
             return
-        vec_ids = self.store.delete_documents([d.doc_id for d in gone])
-        self.index.remove(vec_ids)
-        self.index.save(self.index_path)
+        self.store.delete_documents([d.doc_id for d in gone])
         report.removed.extend(d.source_path for d in gone)
 
     def _options(self, path: Path) -> LoaderOptions:
@@ -240,16 +247,28 @@ class Ingestor:
         chunks = chunk_document(doc, self.counter, self.chunking)
         if not chunks:
             raise IngestError(str(path), "no text to index after parsing", "check the file's content")
-        vectors = self.embedder.embed([c.text for c in chunks])
-        old = [d.doc_id for d in self.store.find_by_path(source)]
-        old_vec_ids = self.store.vec_ids_of(old) if old else []
-        vec_ids = self.store.stage(doc, chunks, replaces=old)
+        staged = self.store.stage(doc, self.owner, self.lease_s)
+        if staged.status == "ready":
+            report.unchanged.append(str(path))
+            return
+        if staged.status == "busy":
+            log.warning("skipped %s: %s", path, staged.why)
+            report.busy.append((str(path), staged.why))
+            return
         log.info("staged %s (%d chunks)", path, len(chunks))
-        self.index.remove(old_vec_ids)
-        self.index.add(vec_ids, vectors)
-        self.index.save(self.index_path)
-        log.info("indexed %s", path)
-        self.store.mark_ready(doc.doc_id)
+        if self._stop_after_stage:
+            self._stop_after_stage = False
+            os.kill(os.getpid(), signal.SIGSTOP)
+        try:
+            vectors = self.embedder.embed([c.text for c in chunks])
+            log.info("embedded %s", path)
+            done = self.store.commit(doc, chunks, vectors, self.owner)
+        except BaseException:
+            self.store.abandon(doc.doc_id, self.owner)
+            raise
+        if done.status == "unchanged":
+            report.unchanged.append(str(path))
+            return
         log.info("ingested %s", path)
         report.ingested.append(str(path))
         report.chunks += len(chunks)

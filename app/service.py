@@ -32,13 +32,14 @@ from app.router import (
 from app.settings import Settings
 from gpu.device import resolve_device
 from indexes.bm25 import BM25Config
+from indexes.cache import VectorCache, upgrade_legacy_store
 from indexes.embedding import Embedder, SentenceTransformerEmbedder
 from indexes.hybrid import HybridRetriever, RetrievalConfig, Retrieved
 from indexes.rerank import make_reranker
 from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig
 from pipeline.loaders import ASRConfig
-from pipeline.store import DocInfo, MetadataStore
+from pipeline.store import Debris, DocInfo, MetadataStore
 from pipeline.tokens import HFTokenCounter
 from pipeline.types import Answer, Document, RouteDecision, Usage
 
@@ -166,9 +167,11 @@ class QAService:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = MetadataStore(settings.resolved_database_url)
+        # Crash debris of dead writers goes at once; a live writer's pending documents stay.
+        self.debris: list[Debris] = reconcile(self.store)
         self._embedder = embedder
         self._generator = generator
-        self._index: VectorIndex | None = None
+        self._cache: VectorCache | None = None
         self._retriever: HybridRetriever | None = None
         self._doc_tokens: dict[tuple[str, str], int] = {}
 
@@ -186,19 +189,31 @@ class QAService:
         return self._generator
 
     @property
-    def index(self) -> VectorIndex:
-        if self._index is None:
-            self._index = VectorIndex.load(
-                self.settings.index_path,
+    def cache(self) -> VectorCache:
+        """The FAISS index as a cache of the store's vectors, loaded or rebuilt on first use."""
+        if self._cache is None:
+            path = self.settings.index_path
+            upgraded = upgrade_legacy_store(self.store, path)
+            if upgraded:
+                log.warning(upgraded)
+            cache = VectorCache(
+                self.store,
+                path,
                 self.embedder.dim,
                 self.settings.retrieval.index_factory,
                 nprobe=self.settings.retrieval.nprobe,
             )
-            removed, orphans = reconcile(self.store, self._index)
-            if removed or orphans:
-                log.warning("repaired an interrupted ingest: %d + %d vectors removed", removed, orphans)
-                self._index.save(self.settings.index_path)
-        return self._index
+            notice = cache.open()
+            if notice and not upgraded:
+                log.warning(notice)
+            self._cache = cache
+        return self._cache
+
+    @property
+    def index(self) -> VectorIndex:
+        """The vector index, up to date with the store."""
+        self.cache.refresh()
+        return self.cache.index
 
     @property
     def retriever(self) -> HybridRetriever:
@@ -226,6 +241,7 @@ class QAService:
                     device=resolve_device(self.settings.embedding.device),
                 ),
                 search_backend=r.search_backend,
+                cache=self.cache,
             )
         return self._retriever
 
@@ -253,8 +269,6 @@ class QAService:
         ing = self.settings.ingest
         ingestor = Ingestor(
             self.store,
-            self.index,
-            self.settings.index_path,
             self.embedder,
             HFTokenCounter(self.embedder.tokenizer_dir),
             ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary),
@@ -262,26 +276,27 @@ class QAService:
             asr=self.asr_config,
             walk=WalkOptions(include=tuple(ing.include), exclude=tuple(ing.exclude)),
         )
-        report = ingestor.ingest(paths, progress, prune=prune)
-        if report.ingested or report.removed:
-            self.retriever.invalidate()
-        return report
+        # No index to update: readers bring their caches up to the store's generation.
+        return ingestor.ingest(paths, progress, prune=prune)
 
     def documents(self) -> list[DocInfo]:
         return [d for d in self.store.list_documents() if d.status == "ready"]
 
     def delete(self, doc_ids: Sequence[str]) -> int:
-        vec_ids = self.store.delete_documents(doc_ids)
-        self.index.remove(vec_ids)
-        self.index.save(self.settings.index_path)
-        self.retriever.invalidate()
-        return len(vec_ids)
+        return len(self.store.delete_documents(doc_ids))
 
     # -- answering --------------------------------------------------------------------
     def _scope(self, doc_ids: Sequence[str] | None) -> list[Document]:
-        ids = list(doc_ids) if doc_ids else [d.doc_id for d in self.documents()]
+        ready = [d.doc_id for d in self.documents()]
+        ids = list(doc_ids) if doc_ids else ready
         if not ids:
             raise LookupError("nothing is ingested yet; run 'longqa ingest PATH' first")
+        unknown = sorted(set(ids) - set(ready))
+        if unknown:
+            raise LookupError(
+                f"document '{unknown[0]}' is not ingested (or its ingest has not finished); "
+                "see 'longqa docs' for the ingested documents"
+            )
         return [self.store.get_document(i) for i in ids]
 
     def doc_tokens(self, docs: Sequence[Document]) -> int:
@@ -504,4 +519,6 @@ class QAService:
         return view
 
     def close(self) -> None:
+        if self._cache is not None:
+            self._cache.save()
         self.store.close()

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -21,6 +22,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from indexes.bm25 import BM25Config, BM25Index
+from indexes.cache import VectorCache
 from indexes.embedding import Embedder
 from indexes.fusion import minmax, rrf_fuse, weighted_fuse
 from indexes.rerank import Reranker
@@ -87,23 +89,41 @@ class HybridRetriever:
         *,
         reranker: Reranker | None = None,
         search_backend: str = "faiss-cpu",
+        cache: VectorCache | None = None,
     ) -> None:
+        """``cache``: the vector cache ``index`` comes from; before each query the retriever
+        brings it (and BM25) up to the store's generation, so writes by other processes show."""
         self.store = store
         self.index = index
+        self.cache = cache
         self.embedder = embedder
         self.config = config
         self.reranker = reranker
         self.search_backend = search_backend
         self._bm25: BM25Index | None = None
+        self._bm25_generation = -1
         self._searcher: DenseSearcher | None = None
+        self._lock = threading.RLock()
 
     def invalidate(self) -> None:
         """Forget the BM25 index and any GPU copy of the vectors; rebuilt on the next query."""
         self._bm25 = None
         self._searcher = None
 
+    def sync(self) -> None:
+        """Bring the derived indexes up to the store's generation (one small query when current)."""
+        if self.cache is None:
+            return
+        generation = self.store.generation()
+        if self.cache.refresh(generation):
+            self.index = self.cache.index
+            self._searcher = None
+        if self._bm25 is not None and self._bm25_generation != generation:
+            self._bm25 = None
+
     def bm25(self) -> BM25Index:
         if self._bm25 is None:
+            self._bm25_generation = self.store.generation()  # read before the rows (never newer)
             ids, _docs, texts = self.store.all_chunk_texts()
             self._bm25 = BM25Index(ids, texts, config=self.config.bm25)
         return self._bm25
@@ -123,6 +143,11 @@ class HybridRetriever:
     def retrieve(
         self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None
     ) -> list[Retrieved]:
+        with self._lock:  # a refresh changes the indexes in place: not while another thread searches
+            self.sync()
+            return self._retrieve(query, k, doc_ids)
+
+    def _retrieve(self, query: str, k: int | None, doc_ids: Sequence[str] | None) -> list[Retrieved]:
         cfg = self.config
         k = k or cfg.top_k
         allowed = self.store.vec_ids_of(doc_ids) if doc_ids else None
@@ -170,7 +195,7 @@ class HybridRetriever:
         out: list[Retrieved] = []
         for vec_id, score in ranked:
             chunk = chunks.get(vec_id)
-            if chunk is None:  # index and store disagree: skip, reconcile fixes it
+            if chunk is None:  # deleted since the index was refreshed: skip it
                 continue
             out.append(
                 Retrieved(

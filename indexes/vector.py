@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -256,23 +257,50 @@ class VectorIndex:
         return {int(i): float(v) for i, v in zip(found, s)}
 
     # -- persistence ----------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The FAISS index serialised (``faiss.serialize_index``)."""
+        import faiss
+
+        return faiss.serialize_index(self._index).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, dim: int, factory: str = "Flat", *, nprobe: int = 32) -> VectorIndex:
+        """The index serialised by ``to_bytes``; ``factory`` is the inner index's factory string."""
+        import faiss
+
+        loaded = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        if loaded.d != dim:
+            raise ValueError(f"the serialised index has dim {loaded.d}, expected {dim}")
+        obj = cls(dim, "Flat", nprobe=nprobe)
+        obj.auto = factory == "auto"
+        obj.factory = factory if factory != "auto" else "Flat"
+        obj._index = loaded
+        obj._prepare(loaded)
+        return obj
+
     def save(self, path: str | Path) -> None:
-        """Write atomically: a crash leaves either the old or the new file, never half."""
+        """Write atomically: a crash leaves either the old or the new file, never half; processes
+        saving at once each write their own temporary file, and the last rename wins."""
         import faiss
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            faiss.write_index(self._index, tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         meta = path.with_suffix(".json")
-        meta_tmp = meta.with_suffix(".json.tmp")
-        meta_tmp.write_text(
-            json.dumps({"dim": self.dim, "factory": self.factory, "auto": self.auto, "nprobe": self.nprobe})
+        atomic_write(
+            meta,
+            json.dumps(
+                {"dim": self.dim, "factory": self.factory, "auto": self.auto, "nprobe": self.nprobe}
+            ).encode(),
         )
-        os.replace(meta_tmp, meta)
 
     @classmethod
     def load(cls, path: str | Path, dim: int, factory: str = "Flat", *, nprobe: int = 32) -> VectorIndex:
@@ -294,3 +322,17 @@ class VectorIndex:
             obj._index = loaded
             obj._prepare(loaded)
         return obj
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file of this process + fsync + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import shared
@@ -59,17 +61,23 @@ def test_bad_files_do_not_stop_the_others(service, tmp_path: Path) -> None:  # t
 def test_reopen_repairs_an_interrupted_ingest(settings, embedder, smol) -> None:  # type: ignore[no-untyped-def]
     from app.service import QAService
     from pipeline.chunking import ChunkingConfig, chunk_document
+    from pipeline.lease import Owner, process_start
     from pipeline.loaders import load_document
     from pipeline.tokens import RegexTokenCounter
 
     svc = QAService(settings, embedder=embedder, generator=smol)
     svc.ingest([shared("pdf/docling_multi_page.pdf")])
     good = svc.documents()[0].doc_id
-    # Simulate a crash between the store's commit and the index save.
+    # A writer that died after staging its document (a process of this host that has exited).
     doc = load_document(shared("pdf/docling_amt_handbook_sample.pdf"))
-    svc.store.stage(doc, chunk_document(doc, RegexTokenCounter(), ChunkingConfig(200, 20)))
+    assert chunk_document(doc, RegexTokenCounter(), ChunkingConfig(200, 20))
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner = Owner(Owner.current().host, proc.pid, process_start(proc.pid))
+    proc.wait()
+    svc.store.stage(doc, owner=owner)
     svc.close()
     again = QAService(settings, embedder=embedder, generator=smol)
+    assert [d.doc_id for d in again.debris] == [doc.doc_id]
     assert [d.doc_id for d in again.documents()] == [good]
     assert again.index.ids() == again.store.all_vec_ids()
     assert again.store.list_documents()[0].status == "ready"
