@@ -275,6 +275,7 @@ class QAService:
             int(ing.max_file_mb * 1e6),
             asr=self.asr_config,
             walk=WalkOptions(include=tuple(ing.include), exclude=tuple(ing.exclude)),
+            lease_s=ing.lease_s,
         )
         # No index to update: readers bring their caches up to the store's generation.
         return ingestor.ingest(paths, progress, prune=prune)

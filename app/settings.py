@@ -204,6 +204,12 @@ class IngestSettings(_Section):
     asr_model: str = Field("whisper-base", description="Speech-to-text model (catalog name or directory).")
     asr_threads: int = Field(2, description="CPU threads for speech-to-text.", ge=1)
     asr_language: str | None = Field(None, description="Spoken language code; default: detected.")
+    lease_s: float = Field(
+        60.0,
+        description="Seconds a writer's claim on a document it is ingesting lasts; renewed every quarter. "
+        "Past it, another host may treat the writer as dead (on this host the process is checked).",
+        gt=0,
+    )
 
 
 def _default_data_dir() -> Path:
