@@ -175,3 +175,44 @@ def test_heartbeat_keeps_the_lease(db_url: str) -> None:
         lease = conn.execute(select(DocumentRow.lease_until)).scalar_one()
     assert lease > time.time() + 20
     store.close()
+
+
+def test_upgrade_from_a_store_without_vectors(db_url: str, tmp_path: Path) -> None:
+    """A store of the earlier layout (no vector column, no store_state) and its FAISS file:
+    vectors move into the store; a document missing from the old file is removed, said once."""
+    from sqlalchemy import text
+
+    from indexes.cache import upgrade_legacy_store
+    from indexes.vector import VectorIndex
+
+    store = MetadataStore(db_url)
+    a, ca = _doc_and_chunks("pdf/docling_multi_page.pdf")
+    b, cb = _doc_and_chunks("pdf/docling_amt_handbook_sample.pdf")
+    va = _vectors(len(ca), 1)
+    ids_a = store.add(a, ca, va)
+    store.add(b, cb, _vectors(len(cb), 2))
+    with store.engine.begin() as conn:  # back to the old layout
+        conn.execute(text("ALTER TABLE chunks DROP COLUMN vector"))
+        for col in ("owner_host", "owner_pid", "owner_started", "lease_until"):
+            conn.execute(text(f"ALTER TABLE documents DROP COLUMN {col}"))
+        conn.execute(text("DROP TABLE store_state"))
+    store.close()
+    old = VectorIndex(8)
+    old.add(ids_a, va)  # the old index file knew only a's vectors
+    path = tmp_path / "index.faiss"
+    old.save(path)
+    store = MetadataStore(db_url)
+    notice = upgrade_legacy_store(store, path)
+    assert notice == (
+        f"moved {len(ca)} vectors from the old index '{path}' into the database; 1 documents had no "
+        "vectors there and were removed (ingest them again)"
+    )
+    assert [d.doc_id for d in store.list_documents()] == [a.doc_id]
+    (ids, back), *_ = list(store.vectors())
+    assert ids.tolist() == ids_a and np.array_equal(back, va)
+    assert upgrade_legacy_store(store, path) is None
+    cache = VectorCache(store, path, 8)
+    assert "not a vector cache of this version" in (cache.open() or "")
+    assert cache.index.ids() == set(ids_a)
+    assert min(store.add(b, cb, _vectors(len(cb), 2))) > max(ids_a)
+    store.close()
