@@ -107,6 +107,8 @@ def ingest(
         console.print(f"[dim]unchanged[/dim] {p}", highlight=False)
     for p in report.removed:
         console.print(f"[yellow]removed[/yellow]   {p}", highlight=False)
+    for _p, why in report.busy:
+        console.print(f"[yellow]busy[/yellow]      {why}; it will be there when that ingest ends", highlight=False)
     for p, w in report.warnings:
         console.print(f"[yellow]warning[/yellow]   {p}: {w}", highlight=False)
     for _p, why in report.failed:
