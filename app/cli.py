@@ -108,7 +108,7 @@ def ingest(
     for p in report.removed:
         console.print(f"[yellow]removed[/yellow]   {p}", highlight=False)
     for _p, why in report.busy:
-        console.print(f"[yellow]busy[/yellow]      {why}; it will be there when that ingest ends", highlight=False)
+        console.print(f"[yellow]busy[/yellow]      {why}; it lands when that ingest ends", highlight=False)
     for p, w in report.warnings:
         console.print(f"[yellow]warning[/yellow]   {p}: {w}", highlight=False)
     for _p, why in report.failed:
