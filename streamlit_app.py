@@ -235,7 +235,9 @@ def answer_block(lib: Library, lib_key: str, out: Outcome, turn: int, prefix: st
     verified = sum(c.verified for c in ans.citations)
     st.caption(
         f"{u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion tokens · {u.seconds:.1f} s · "
-        f"{ans.model} · {verified}/{len(ans.citations)} citations verified"
+        f"{ans.model}"
+        + (f" on {u.engine} ({u.prefill_tokens_per_s:,.0f} tok/s reading)" if u.engine else "")
+        + f" · {verified}/{len(ans.citations)} citations verified"
         + (f" · {ans.retrieval}" if ans.retrieval else "")
     )
     if ans.citations:

@@ -61,6 +61,7 @@ BASE_COLUMNS = (
     "cached_tokens",
     "seconds",
     "model",
+    "engine",
     "error",
     "answered_at",
     "key",
@@ -105,6 +106,7 @@ class RowResult:
     cached_tokens: int = 0
     seconds: float = 0.0
     model: str = ""
+    engine: str = ""
     error: str = ""
     answered_at: str = ""
 
@@ -379,6 +381,7 @@ def result_of(key: str, ans: Answer, label: str) -> RowResult:
         cached_tokens=u.cached_tokens,
         seconds=round(u.seconds, 3),
         model=ans.model,
+        engine=u.engine,
         answered_at=_now(),
     )
 
@@ -616,6 +619,7 @@ def _output_rows(tasks: Sequence[Task], records: dict[str, RowResult]) -> list[d
             "cached_tokens": r.cached_tokens if r else 0,
             "seconds": r.seconds if r else 0.0,
             "model": r.model if r else "",
+            "engine": r.engine if r else "",
             "error": t.error or (r.error if r else ""),
             "answered_at": r.answered_at if r else "",
             "key": t.key,

