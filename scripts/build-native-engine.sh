@@ -46,5 +46,7 @@ rm -rf "$out" && mkdir -p "$out/bin" "$out/lib"
 cp "$work/build/bin/llama-server" "$out/bin/"
 cp "$work"/build/bin/*.so* "$out/lib/" 2>/dev/null || true
 find "$work/build" -name 'libggml*.so*' -o -name 'libllama*.so*' -o -name 'libmtmd*.so*' | xargs -r cp -t "$out/lib/"
+# The CPU backends are loaded at run time from the server's own folder (ggml_backend_load_all).
+mv "$out"/lib/libggml-cpu*.so "$out/bin/"
 echo "built: $out/bin/llama-server ($(ls "$out/lib" | wc -l) libraries)"
 echo "use it: LONGQA_LLM__ENGINE=native (or llm.engine = \"native\" in longqa.toml); 'longqa models' shows the engine in use"
