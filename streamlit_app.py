@@ -93,6 +93,19 @@ def view_for(lib: Library, settings: Settings):
     return lib.view(settings, gen)
 
 
+def engine_caption(settings: Settings, model: str) -> str:
+    """Which engine runs the local model here, and its speed as measured on this machine."""
+    from app.llm.engine import engine_status
+    from app.llm.llamacpp import measured_here
+
+    line = engine_status(settings.llm.engine, settings.llm.engine_safe, settings.model_cache)
+    spec = load_catalog().generators.get(model)
+    got = measured_here(settings.model_cache).get(spec.file) if spec else None
+    if got:
+        line += f"; measured here: reads {got[1]:,.0f} tokens/s, writes {got[2]:,.1f}"
+    return "Engine: " + line.removeprefix("engine: ")
+
+
 def doc_names(rows: Sequence[DocRow]) -> dict[str, str]:
     return {r.doc_id: f"{r.name} ({r.kind}, {r.size.split(' · ')[0]})" for r in rows}
 
@@ -126,6 +139,7 @@ def sidebar(base: Settings) -> None:
             model = st.selectbox(
                 "Model", names, key="opt_model_local", help="Models shipped as PyPI packages."
             )
+            st.caption(engine_caption(base, model))
         else:
             st.text_input(
                 "Server URL", key="opt_base_url", help="e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama…)"
