@@ -257,7 +257,7 @@ class QAService:
             self.settings.index_path,
             self.embedder,
             HFTokenCounter(self.embedder.tokenizer_dir),
-            ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary),
+            ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary, c.max_chars_per_token),
             int(ing.max_file_mb * 1e6),
             asr=self.asr_config,
             walk=WalkOptions(include=tuple(ing.include), exclude=tuple(ing.exclude)),

@@ -135,6 +135,12 @@ class ChunkingSettings(_Section):
         description="Where chunks may end: sentence ends, paragraph ends, or anywhere between words "
         "(fixed token windows). LaRA's baseline is 600 tokens, 100 overlap.",
     )
+    max_chars_per_token: int = Field(
+        8,
+        description="A piece costs at least one token per this many non-space characters, whatever "
+        "the tokenizer says (WordPiece counts a 200,000-character word as 1 token).",
+        ge=1,
+    )
 
 
 class RetrievalSettings(_Section):
