@@ -72,6 +72,12 @@ def ingest(
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove documents whose files vanished from the given folders.")
     ] = False,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links", help="In folders, also read symbolic links that lead out of the folder."
+        ),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Ingest files and folders (PDF, text, markdown, HTML, DOCX, SRT/VTT, audio/video).
@@ -83,6 +89,8 @@ def ingest(
         svc.settings.ingest.include = list(include)
     if exclude:
         svc.settings.ingest.exclude = [*svc.settings.ingest.exclude, *exclude]
+    if follow_links:
+        svc.settings.ingest.follow_links = True
     try:
         with Progress(
             TextColumn("{task.description}", markup=False),

@@ -10,7 +10,9 @@ half-done, and runs whenever the service opens.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -71,6 +73,9 @@ class Progress:
 class WalkOptions:
     include: tuple[str, ...] = ()  # glob patterns on the path relative to the folder; empty = all
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE  # patterns on any path component, or the relative path
+    # Follow symbolic links that lead out of the folder (off: a link to /etc/passwd named
+    # notes.txt is skipped with a warning). Links within the folder are read either way.
+    follow_links: bool = False
 
 
 def _excluded(rel: Path, exclude: Sequence[str]) -> bool:
@@ -80,24 +85,71 @@ def _excluded(rel: Path, exclude: Sequence[str]) -> bool:
     )
 
 
-def expand_paths(paths: Iterable[str | Path], walk: WalkOptions | None = None) -> list[Path]:
-    """Files named directly, plus every supported file under named folders (sorted)."""
+def expand_paths(
+    paths: Iterable[str | Path], walk: WalkOptions | None = None, skipped: list[tuple[str, str]] | None = None
+) -> list[Path]:
+    """Files named directly, plus every supported file under named folders (sorted).
+
+    In a folder, symbolic links (to files or folders) that lead out of it are skipped unless
+    ``walk.follow_links``; each skip is appended to ``skipped`` as (path, reason). Each real
+    folder is walked once, so link loops end."""
     walk = walk or WalkOptions()
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.is_dir():
             out.append(p)
             continue
-        found = []
-        for f in p.rglob("*"):
-            rel = f.relative_to(p)
-            if not f.is_file() or not is_supported(f) or _excluded(rel, walk.exclude):
+        root = p.resolve()
+        found: list[Path] = []
+        visited: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(p, followlinks=walk.follow_links):
+            real = os.path.realpath(dirpath)
+            if real in visited:
+                dirnames[:] = []
                 continue
-            if walk.include and not any(fnmatch.fnmatch(rel.as_posix(), pat) for pat in walk.include):
-                continue
-            found.append(f)
+            visited.add(real)
+            d = Path(dirpath)
+            keep = []
+            for name in dirnames:
+                sub = d / name
+                if _excluded(sub.relative_to(p), walk.exclude):
+                    continue
+                if sub.is_symlink() and not walk.follow_links:
+                    if not _inside(sub, root) and skipped is not None:
+                        skipped.append((str(sub), _outside_note(sub)))
+                    continue
+                keep.append(name)
+            dirnames[:] = keep
+            for name in filenames:
+                f = d / name
+                rel = f.relative_to(p)
+                if not is_supported(f) or _excluded(rel, walk.exclude):
+                    continue
+                if walk.include and not any(fnmatch.fnmatch(rel.as_posix(), pat) for pat in walk.include):
+                    continue
+                if not f.is_file():  # broken links, pipes, devices
+                    continue
+                if not walk.follow_links and not _inside(f, root):
+                    if skipped is not None:
+                        skipped.append((str(f), _outside_note(f)))
+                    continue
+                found.append(f)
         out.extend(sorted(found))
     return out
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a link loop
+        return False
+
+
+def _outside_note(path: Path) -> str:
+    return (
+        f"skipped: a symbolic link to '{os.path.realpath(path)}', outside the folder; "
+        "pass --follow-links to read it"
+    )
 
 
 def reconcile(store: MetadataStore, index: VectorIndex) -> tuple[int, int]:
@@ -119,21 +171,38 @@ def reconcile(store: MetadataStore, index: VectorIndex) -> tuple[int, int]:
 _UNSAFE = re.compile(r"[^\w.\- ()+,]")
 
 
-def safe_destination(root: Path, filename: str) -> Path:
+_NAME_BYTES = 200  # well under the 255-byte file name limit of common file systems
+
+
+def safe_destination(root: Path, filename: str, data: bytes | None = None) -> Path:
     """Where an uploaded file named ``filename`` may be written: always inside ``root``.
 
     Directory parts, drive letters, '..', control characters and leading dots are
-    dropped; an empty result is refused.
+    dropped; an empty result is refused. Long names are shortened to 200 bytes keeping
+    their suffix (a 300-character name stays a .pdf). With ``data``, an existing different
+    file is never overwritten: the name gets a short hash of the content instead
+    ('report?.pdf' and 'report*.pdf' both sanitize to 'report_.pdf').
     """
     name = filename.replace("\\", "/").split("/")[-1]
     name = _UNSAFE.sub("_", name).strip().lstrip(".")
     if not name or name in {".", ".."}:
         raise ValueError(f"cannot store an upload named {filename!r}: no usable file name")
+    stem, suffix = os.path.splitext(name)
+    if len(suffix.encode()) > 20:
+        stem, suffix = name, ""
     root = root.resolve()
-    target = (root / name[:200]).resolve()
+    target = root / _shorten(stem, suffix)
+    if data is not None and target.exists() and (not target.is_file() or target.read_bytes() != data):
+        target = root / _shorten(stem, suffix, "-" + hashlib.sha256(data).hexdigest()[:10])
+    target = target.resolve()
     if target.parent != root:
         raise ValueError(f"cannot store an upload named {filename!r} outside {root}")
     return target
+
+
+def _shorten(stem: str, suffix: str, tag: str = "") -> str:
+    room = _NAME_BYTES - len(suffix.encode()) - len(tag)
+    return stem.encode()[:room].decode("utf-8", "ignore") + tag + suffix
 
 
 class Ingestor:
@@ -175,7 +244,9 @@ class Ingestor:
     ) -> IngestReport:
         paths = list(paths)
         report = IngestReport()
-        files = expand_paths(paths, self.walk)
+        skipped: list[tuple[str, str]] = []
+        files = expand_paths(paths, self.walk, skipped)
+        report.warnings.extend(skipped)
         total = len(files)
         for i, path in enumerate(files):
             if progress:

@@ -260,7 +260,7 @@ class QAService:
             ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary, c.max_chars_per_token),
             int(ing.max_file_mb * 1e6),
             asr=self.asr_config,
-            walk=WalkOptions(include=tuple(ing.include), exclude=tuple(ing.exclude)),
+            walk=WalkOptions(tuple(ing.include), tuple(ing.exclude), follow_links=ing.follow_links),
         )
         report = ingestor.ingest(paths, progress, prune=prune)
         if report.ingested or report.removed:

@@ -207,6 +207,11 @@ class IngestSettings(_Section):
         default_factory=lambda: [".*", "__pycache__", "node_modules", "*~", "~$*"],
         description="Glob patterns on any path component (or the relative path) to skip in folders.",
     )
+    follow_links: bool = Field(
+        False,
+        description="In folders, follow symbolic links that lead out of the folder (off: skipped, "
+        "with a warning; links within the folder are read either way).",
+    )
     asr_model: str = Field("whisper-base", description="Speech-to-text model (catalog name or directory).")
     asr_threads: int = Field(2, description="CPU threads for speech-to-text.", ge=1)
     asr_language: str | None = Field(None, description="Spoken language code; default: detected.")
