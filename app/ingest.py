@@ -217,6 +217,7 @@ class Ingestor:
         max_file_bytes: int,
         asr: Callable[[], ASRConfig] | None = None,
         walk: WalkOptions | None = None,
+        max_chars: int = 50_000_000,
     ) -> None:
         self.store = store
         self.index = index
@@ -225,6 +226,7 @@ class Ingestor:
         self.counter = counter
         self.chunking = chunking
         self.max_file_bytes = max_file_bytes
+        self.max_chars = max_chars
         self.asr = asr
         self.walk = walk or WalkOptions()
         warning = truncation_warning(
@@ -291,7 +293,7 @@ class Ingestor:
                 asr = self.asr()
             except Exception as exc:
                 raise IngestError(str(path), f"speech-to-text is not available ({exc})", "") from exc
-        return LoaderOptions(max_bytes=self.max_file_bytes, asr=asr)
+        return LoaderOptions(max_bytes=self.max_file_bytes, asr=asr, max_chars=self.max_chars)
 
     def _ingest_one(self, path: Path, report: IngestReport) -> None:
         source = str(path.resolve()) if path.exists() else str(path)

@@ -261,6 +261,7 @@ class QAService:
             int(ing.max_file_mb * 1e6),
             asr=self.asr_config,
             walk=WalkOptions(tuple(ing.include), tuple(ing.exclude), follow_links=ing.follow_links),
+            max_chars=ing.max_chars,
         )
         report = ingestor.ingest(paths, progress, prune=prune)
         if report.ingested or report.removed:

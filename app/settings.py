@@ -199,6 +199,9 @@ class RouterSettings(_Section):
 
 class IngestSettings(_Section):
     max_file_mb: float = Field(200.0, description="Files larger than this are refused.", gt=0)
+    max_chars: int = Field(
+        50_000_000, description="Documents with more characters of text than this are refused.", ge=1
+    )
     include: list[str] = Field(
         default_factory=list,
         description="Glob patterns (relative to an ingested folder) a file must match; empty: all.",
