@@ -155,6 +155,11 @@ def build_generator(settings: Settings) -> Generator:
     )
 
 
+# A question is a question: longer text belongs in a document (a 100,000-character question
+# overflowed every prompt with advice that did not apply).
+MAX_QUESTION_CHARS = 4_000
+
+
 class QAService:
     def __init__(
         self,
@@ -380,6 +385,11 @@ class QAService:
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise ValueError(
+                f"the question is {len(question):,} characters long, over the {MAX_QUESTION_CHARS:,} "
+                "a question may have; shorten it, or save the long text as a file, ingest it and ask about it"
+            )
         t0 = time.perf_counter()
         docs = self._scope(doc_ids)
         hits: list[Retrieved] | None = None

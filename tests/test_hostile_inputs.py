@@ -166,3 +166,19 @@ def test_uploads_whose_names_collide_never_overwrite_a_different_file(tmp_path: 
     assert first.read_bytes() == b"first"
     assert safe_destination(tmp_path, "report?.pdf", b"first") == first  # same content: same file
     assert safe_destination(tmp_path, "report*.pdf", b"second") == second
+
+
+def test_a_100000_character_question_is_refused_with_the_reason(tmp_path: Path) -> None:
+    from app.service import QAService
+    from app.settings import Settings
+
+    svc = QAService(Settings(data_dir=tmp_path / "home"))
+    try:
+        with pytest.raises(ValueError) as err:
+            svc.ask("why " * 25_000, mode="rag")
+    finally:
+        svc.close()
+    assert str(err.value) == (
+        "the question is 99,999 characters long, over the 4,000 a question may have; shorten it, "
+        "or save the long text as a file, ingest it and ask about it"
+    )
