@@ -72,7 +72,7 @@ def page_image(path: str, mtime: float, page: int, quote: str) -> src.PageImage:
 
 # -- small helpers ------------------------------------------------------------------------
 def show_problem(p: Problem) -> None:
-    st.error(f"**{p.message}.** {p.fix}".strip(), icon=":material/error:")
+    st.error(f"**{src.md_text(p.message)}.** {src.md_text(p.fix)}".strip(), icon=":material/error:")
 
 
 def session_settings(base: Settings) -> Settings | None:
@@ -169,7 +169,9 @@ def citation_panel(lib: Library, lib_key: str, c, turn: int, prefix: str) -> Non
     with st.container(border=True):
         st.markdown(f'<div id="{src.anchor_id(turn, c.number, prefix)}"></div>', unsafe_allow_html=True)
         head, badge = st.columns([5, 1], vertical_alignment="center")
-        head.markdown(f"**[{c.number}] {Path(c.source_path).name}** · {src.location_label(c)}")
+        head.markdown(
+            f"**\\[{c.number}\\] {src.md_text(Path(c.source_path).name)}** · {src.location_label(c)}"
+        )
         with badge:
             if c.verified:
                 st.badge("verified", icon=":material/check:", color="green")
@@ -180,7 +182,7 @@ def citation_panel(lib: Library, lib_key: str, c, turn: int, prefix: str) -> Non
             doc = get_document(lib_key, c.doc_id, lib)
         except Exception:
             st.info("This document is no longer in the library; the quote was:")
-            st.markdown(f"> {c.quote}")
+            st.markdown(f"> {src.md_text(c.quote)}")
             return
         if doc.media_type == "pdf" and c.pages:
             text_col, page_col = st.columns([1, 1])
@@ -249,7 +251,7 @@ def answer_block(lib: Library, lib_key: str, out: Outcome, turn: int, prefix: st
         fate = "kept after a second look" if draft.kept else "replaced by the answer above"
         ok = sum(c.verified for c in draft.citations)
         with st.expander(f"First draft ({fate}: {ok}/{len(draft.citations)} citations verified)"):
-            st.markdown(draft.text)
+            st.markdown(src.md_text(draft.text))
 
 
 # -- tabs -----------------------------------------------------------------------------------
@@ -263,12 +265,12 @@ def ask_streaming(lib: Library, view, question: str, mode: Mode, scope: Sequence
 
     def on_text(piece: str) -> None:
         pieces.append(piece)
-        preview.markdown("".join(pieces) + " ▌")
+        preview.markdown(src.md_text("".join(pieces)) + " ▌")
 
     def on_restart(reason: str) -> None:
         pieces.clear()
         preview.empty()
-        status.caption(f"Answering again: {reason}…")
+        status.caption(f"Answering again: {src.md_text(reason)}…")
 
     out = lib.ask(view, question, mode, scope, on_text=on_text, on_restart=on_restart)
     status.empty()
@@ -301,13 +303,13 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
     with conversation:
         for i, turn in enumerate(chat):
             with st.chat_message("user"):
-                st.markdown(turn.question)
+                st.markdown(src.md_text(turn.question))
             with st.chat_message("assistant"):
                 answer_block(lib, lib_key, turn.outcome, i)
         if not question:
             return
         with st.chat_message("user"):
-            st.markdown(question)
+            st.markdown(src.md_text(question))
         with st.chat_message("assistant"):
             settings = session_settings(base)
             if settings is None:
@@ -358,7 +360,7 @@ def compare_tab(lib: Library, lib_key: str, base: Settings) -> None:
     if "comparison" not in st.session_state:
         return
     question, results = st.session_state["comparison"]
-    st.markdown(f"#### {question}")
+    st.markdown(f"#### {src.md_text(question)}")
     table = []
     for out in results:
         a = out.answer
@@ -461,9 +463,9 @@ def library_tab(lib: Library, base: Settings) -> None:
     if report is not None:
         (st.success if not report.failed else st.warning)(f"Last ingest: {report.summary()}")
         for path, why in report.failed:
-            st.error(f"**{Path(path).name}**: {why}", icon=":material/error:")
+            st.error(f"**{src.md_text(Path(path).name)}**: {src.md_text(why)}", icon=":material/error:")
         for path, warning in report.warnings:
-            st.warning(f"**{Path(path).name}**: {warning}")
+            st.warning(f"**{src.md_text(Path(path).name)}**: {src.md_text(warning)}")
 
     st.subheader("Library")
     rows = lib.rows()
@@ -537,7 +539,7 @@ def eval_tab(base: Settings) -> None:
                 with st.expander(f.path.name):
                     st.code(f.path.read_text(encoding="utf-8", errors="replace")[:20000])
         except Exception as exc:
-            st.warning(f"{f.path.name}: {explain(exc)}")
+            st.warning(f"{src.md_text(f.path.name)}: {src.md_text(str(explain(exc)))}")
 
 
 # -- page ------------------------------------------------------------------------------------
