@@ -182,3 +182,48 @@ def test_a_100000_character_question_is_refused_with_the_reason(tmp_path: Path) 
         "the question is 99,999 characters long, over the 4,000 a question may have; shorten it, "
         "or save the long text as a file, ingest it and ask about it"
     )
+
+
+def test_a_folder_of_hostile_files_ingests_the_real_ones(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    """Through the service with the real encoder: the statement page that used to be refused
+    (duplicate chunk ids) is stored, a zip bomb fails with its line, a link out of the
+    folder is skipped with a warning, and nothing stops the rest."""
+    from app.service import QAService
+    from app.settings import Settings
+    from tests.test_resource_caps import _bomb
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    table = "\n".join(f"Revenue {i}   1,234   5,678   9,012" for i in range(60))
+    statement = folder / "statement.txt"
+    statement.write_text(
+        table + "\n\nSee accompanying notes to consolidated financial statements.\n\n\nF-7\n"
+    )
+    (folder / "good.txt").write_text(TEXT)
+    (folder / "passwd.txt").symlink_to(outside / "secret.txt")
+    bomb = _bomb(tmp_path, 30).rename(folder / "bomb.docx")
+    settings = Settings(data_dir=tmp_path / "home", chunking={"max_tokens": 9, "overlap_tokens": 8})
+    svc = QAService(settings, embedder=embedder)
+    try:
+        report = svc.ingest([folder])
+        assert report.ingested == [str(folder / "good.txt"), str(statement)]
+        assert [why for _p, why in report.failed] == [
+            next(why for _p, why in report.failed if why.startswith(f"cannot read '{bomb}': a zip bomb"))
+        ]
+        assert report.warnings == [
+            (
+                str(folder / "passwd.txt"),
+                f"skipped: a symbolic link to '{outside / 'secret.txt'}', outside the folder; "
+                "pass --follow-links to read it",
+            )
+        ]
+        docs = {Path(d.source_path).name: d for d in svc.documents()}
+        chunks = svc.store.chunks_of(docs["statement.txt"].doc_id)
+        assert len(chunks) == docs["statement.txt"].n_chunks > 20
+        assert sum(c.text.startswith("See accompanying notes") for c in chunks) == 1
+        assert svc.index.ids() == svc.store.all_vec_ids()
+    finally:
+        svc.close()
