@@ -170,6 +170,11 @@ def test_errors_are_explained_with_the_fix() -> None:
     assert "retrieval.top_k" in p.message and "sidebar" in p.fix
     p = explain(KeyError("boom"))
     assert p.message.startswith("Unexpected error: KeyError") and "server log" in p.fix
+    try:
+        (Path("/tmp") / ("n" * 600 + ".pdf")).write_bytes(b"x")
+    except OSError as exc:
+        p = explain(exc)
+    assert "File name too long" in p.message and p.fix == "Rename the file to a shorter name."
 
 
 def test_sidebar_options_apply_and_only_llm_changes_reload_the_model(tmp_path: Path) -> None:
