@@ -407,7 +407,7 @@ def run_ingest(lib: Library, base: Settings, paths: list[Path]) -> None:
 
     def on_progress(step: IngestStep) -> None:
         name = Path(step.path).name if step.path else "done"
-        bar.progress(min(1.0, step.fraction), text=f"{step.done}/{step.total} files · {name}")
+        bar.progress(min(1.0, step.fraction), text=f"{step.done}/{step.total} files · {src.md_text(name)}")
 
     t0 = time.perf_counter()
     try:

@@ -104,12 +104,13 @@ def ingest(
             task = bar.add_task("ingesting", total=None, detail="")
 
             def progress(ev: IngestProgress) -> None:
+                within = f"{ev.stage} {ev.part:.0%} · " if ev.part is not None else ""
                 bar.update(
                     task,
                     total=ev.files_total,
                     completed=ev.files_done,
                     description=shown_name(Path(ev.path).name)[:40] or "done",
-                    detail=f"{ev.pages} pages, {ev.chunks} chunks",
+                    detail=f"{within}{ev.pages} pages, {ev.chunks} chunks",
                 )
 
             report = svc.ingest(paths, progress, prune=prune)

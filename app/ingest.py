@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from indexes.embedding import Embedder, truncation_warning
 from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig, chunk_document
@@ -36,6 +38,7 @@ from pipeline.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
+EMBED_BATCH = 1024  # chunks per embed call when a file's progress is reported
 DEFAULT_EXCLUDE = (".*", "__pycache__", "node_modules", "*~", "~$*")
 
 
@@ -59,7 +62,8 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class Progress:
-    """One progress event: ``stage`` is 'load', 'embed', 'done' or 'finished'."""
+    """One progress event: ``stage`` is 'load', 'chunk', 'embed', 'done' or 'finished';
+    ``part`` is how much of the current file's 'chunk' or 'embed' stage is done (0..1)."""
 
     stage: str
     path: str
@@ -67,6 +71,7 @@ class Progress:
     files_total: int
     pages: int = 0
     chunks: int = 0
+    part: float | None = None
 
 
 @dataclass(frozen=True)
@@ -253,8 +258,13 @@ class Ingestor:
         for i, path in enumerate(files):
             if progress:
                 progress(Progress("load", str(path), i, total, report.pages, report.chunks))
+
+            def within(stage: str, part: float, path: Path = path, i: int = i) -> None:
+                if progress:
+                    progress(Progress(stage, str(path), i, total, report.pages, report.chunks, part))
+
             try:
-                self._ingest_one(path, report)
+                self._ingest_one(path, report, within)
             except IngestError as exc:
                 report.failed.append((str(path), str(exc)))
                 log.info("failed %s: %s", path, exc)
@@ -284,6 +294,16 @@ class Ingestor:
         self.index.save(self.index_path)
         report.removed.extend(d.source_path for d in gone)
 
+    def _embed(self, texts: list[str], within: Callable[[str, float], None] | None) -> np.ndarray:
+        """Vectors of texts, in batches so that a long file reports its progress."""
+        if within is None or len(texts) <= EMBED_BATCH:
+            return self.embedder.embed(texts)
+        parts = []
+        for k in range(0, len(texts), EMBED_BATCH):
+            within("embed", k / len(texts))
+            parts.append(self.embedder.embed(texts[k : k + EMBED_BATCH]))
+        return np.concatenate(parts)
+
     def _options(self, path: Path) -> LoaderOptions:
         asr = None
         if is_media(path):
@@ -295,7 +315,9 @@ class Ingestor:
                 raise IngestError(str(path), f"speech-to-text is not available ({exc})", "") from exc
         return LoaderOptions(max_bytes=self.max_file_bytes, asr=asr, max_chars=self.max_chars)
 
-    def _ingest_one(self, path: Path, report: IngestReport) -> None:
+    def _ingest_one(
+        self, path: Path, report: IngestReport, within: Callable[[str, float], None] | None = None
+    ) -> None:
         source = str(path.resolve()) if path.exists() else str(path)
         if path.is_file() and not is_supported(path):
             raise IngestError(
@@ -310,10 +332,12 @@ class Ingestor:
             report.unchanged.append(str(path))
             return
         doc = replace(load_document(path, self._options(path)), source_path=source)
-        chunks = chunk_document(doc, self.counter, self.chunking)
+        n_chars = max(1, len(doc.text))
+        on_chunk = (lambda done: within("chunk", done / n_chars)) if within else None
+        chunks = chunk_document(doc, self.counter, self.chunking, on_chunk)
         if not chunks:
             raise IngestError(str(path), "no text to index after parsing", "check the file's content")
-        vectors = self.embedder.embed([c.text for c in chunks])
+        vectors = self._embed([c.text for c in chunks], within)
         old = [d.doc_id for d in self.store.find_by_path(source)]
         old_vec_ids = self.store.vec_ids_of(old) if old else []
         vec_ids = self.store.stage(doc, chunks, replaces=old)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -231,13 +231,18 @@ class _Window:
         self._base = k
 
 
-def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig) -> list[Chunk]:
+def chunk_document(
+    doc: Document,
+    counter: TokenCounter,
+    config: ChunkingConfig,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[Chunk]:
     """Chunks of ``doc`` in order. Invariants (tested property-based in tests/test_chunking.py):
     each chunk's text is ``doc.text[span]``, trimmed, non-empty; starts and ends strictly
     increase (no span twice); neighbours overlap or only white space lies between them, so
     every non-space character is in a chunk; each chunk costs at most ``max_tokens`` (unless
     one character alone costs more) and holds at most ``max_tokens * max_chars_per_token``
-    non-space characters."""
+    non-space characters. ``on_progress`` is told the characters done every 500 chunks."""
     text = doc.text
     coster = _Coster(text, counter, config.max_tokens, config.max_chars_per_token)
     if doc.segments:
@@ -278,6 +283,8 @@ def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig)
             )
         if unit is None:
             break
+        if on_progress is not None and len(chunks) % 500 == 0:
+            on_progress(end)
         # Step back over trailing units for the overlap, but leave room for unit j: the next
         # chunk must reach past this one's end (and it starts after this one's start).
         back = j

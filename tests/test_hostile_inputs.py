@@ -227,3 +227,27 @@ def test_a_folder_of_hostile_files_ingests_the_real_ones(tmp_path: Path, embedde
         assert svc.index.ids() == svc.store.all_vec_ids()
     finally:
         svc.close()
+
+
+def test_a_long_file_reports_progress_within_the_file(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    """A single large file is no longer a silent bar: chunking and embedding report how far
+    they are."""
+    from app.ingest import Progress
+    from app.service import QAService
+    from app.settings import Settings
+
+    p = tmp_path / "long.txt"
+    p.write_text(" ".join(f"word{i % 97} number {i}." for i in range(3000)))
+    events: list[Progress] = []
+    settings = Settings(data_dir=tmp_path / "home", chunking={"max_tokens": 8, "overlap_tokens": 0})
+    svc = QAService(settings, embedder=embedder)
+    try:
+        report = svc.ingest([p], events.append)
+    finally:
+        svc.close()
+    assert report.ingested == [str(p)] and report.chunks > 2000
+    chunking = [e.part for e in events if e.stage == "chunk"]
+    embedding = [e.part for e in events if e.stage == "embed"]
+    assert len(chunking) >= 4 and chunking == sorted(chunking) and 0 < chunking[-1] < 1
+    assert embedding[0] == 0 and len(embedding) >= 2 and embedding == sorted(embedding)
+    assert [e.stage for e in events][0] == "load" and [e.stage for e in events][-2:] == ["done", "finished"]
