@@ -15,6 +15,7 @@ import streamlit as st
 from app import ui_sources as src
 from app.catalog import load_catalog
 from app.llm.base import Generator
+from app.safe_mode import allowed_server_path, safe_mode_on, token_ok
 from app.service import build_embedder, build_generator
 from app.settings import Settings
 from app.ui_errors import Problem, explain
@@ -98,7 +99,25 @@ def doc_names(rows: Sequence[DocRow]) -> dict[str, str]:
 
 
 # -- sidebar: settings ------------------------------------------------------------------------
-def sidebar(base: Settings) -> None:
+def model_widgets(defaults: UIOptions) -> tuple[str, str]:
+    """The backend and model pickers (not in safe mode); returns (backend, model)."""
+    state = st.session_state
+    backend = st.radio(
+        "LLM backend", list(BACKEND_LABELS), format_func=lambda b: BACKEND_LABELS[b], key="opt_backend"
+    )
+    if backend == "llamacpp":
+        names = list(load_catalog().generators)
+        if state["opt_model_local"] not in names:
+            state["opt_model_local"] = defaults.model if defaults.model in names else names[0]
+        model = st.selectbox("Model", names, key="opt_model_local", help="Models shipped as PyPI packages.")
+    else:
+        st.text_input("Server URL", key="opt_base_url", help="e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama…)")
+        model = st.text_input("Model name", key="opt_model_remote", help="The name the server expects.")
+        st.text_input("API key", key="opt_api_key", type="password", help="Leave empty if none.")
+    return backend, model
+
+
+def sidebar(base: Settings, safe: bool = False) -> None:
     defaults = UIOptions.from_settings(base)
     state = st.session_state
     state.setdefault("opt_backend", defaults.backend)
@@ -116,22 +135,13 @@ def sidebar(base: Settings) -> None:
         st.title("longqa")
         st.caption("Ask long documents; every answer shows where it comes from.")
         st.subheader("Model")
-        backend = st.radio(
-            "LLM backend", list(BACKEND_LABELS), format_func=lambda b: BACKEND_LABELS[b], key="opt_backend"
-        )
-        if backend == "llamacpp":
-            names = list(load_catalog().generators)
-            if state["opt_model_local"] not in names:
-                state["opt_model_local"] = defaults.model if defaults.model in names else names[0]
-            model = st.selectbox(
-                "Model", names, key="opt_model_local", help="Models shipped as PyPI packages."
-            )
+        if safe:
+            # Safe mode: the backend, its URL, key and model come from the server's configuration.
+            backend, model = defaults.backend, defaults.model
+            where = model if backend == "llamacpp" else f"{model} at {defaults.base_url}"
+            st.caption(f"{BACKEND_LABELS.get(backend, backend)}: {src.md_text(where)} (fixed by the server)")
         else:
-            st.text_input(
-                "Server URL", key="opt_base_url", help="e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama…)"
-            )
-            model = st.text_input("Model name", key="opt_model_remote", help="The name the server expects.")
-            st.text_input("API key", key="opt_api_key", type="password", help="Leave empty if none.")
+            backend, model = model_widgets(defaults)
         st.subheader("Answering")
         st.slider("Passages per RAG answer (top-k)", 1, 20, key="opt_top_k")
         st.number_input("Longest answer (tokens)", 16, 4096, step=16, key="opt_max_tokens")
@@ -154,8 +164,8 @@ def sidebar(base: Settings) -> None:
     state["opts"] = UIOptions(
         backend=backend,
         model=model or "",
-        base_url=state["opt_base_url"],
-        api_key=state["opt_api_key"],
+        base_url=defaults.base_url if safe else state["opt_base_url"],
+        api_key=defaults.api_key if safe else state["opt_api_key"],
         max_tokens=int(state["opt_max_tokens"]),
         top_k=int(state["opt_top_k"]),
         chunk_tokens=int(state["opt_chunk_tokens"]),
@@ -421,7 +431,7 @@ def run_ingest(lib: Library, base: Settings, paths: list[Path]) -> None:
     st.session_state["last_ingest"] = report
 
 
-def library_tab(lib: Library, base: Settings) -> None:
+def library_tab(lib: Library, base: Settings, safe: bool = False) -> None:
     state = st.session_state
     state.setdefault("upload_round", 0)
     st.subheader("Add documents")
@@ -443,12 +453,19 @@ def library_tab(lib: Library, base: Settings) -> None:
                 run_ingest(lib, base, paths)
                 state["upload_round"] += 1
     with dir_col:
-        folder_text = st.text_input(
-            "Folder or file on the server", key="server_path", placeholder="/data/reports"
+        roots = base.app.roots if safe else []
+        if safe and not roots:
+            st.caption("Ingesting from folders on the server is off in safe mode; upload files instead.")
+        folder_text = (
+            st.text_input("Folder or file on the server", key="server_path", placeholder="/data/reports")
+            if not safe or roots
+            else ""
         )
-        if st.button("Ingest from the server", disabled=not folder_text.strip()):
+        if (not safe or roots) and st.button("Ingest from the server", disabled=not folder_text.strip()):
             target = Path(folder_text.strip()).expanduser()
-            if not target.exists():
+            if safe and not allowed_server_path(target, roots):
+                show_problem(outside_roots(target, roots))
+            elif not target.exists():
                 show_problem(
                     Problem(
                         f"There is no file or folder '{target}' on the server",
@@ -504,13 +521,26 @@ def library_tab(lib: Library, base: Settings) -> None:
             st.rerun()
 
 
-def eval_tab(base: Settings) -> None:
+def outside_roots(target: Path, roots: Sequence[Path]) -> Problem:
+    return Problem(
+        f"'{target}' is outside the folders this app may read in safe mode",
+        "Pick a path under " + ", ".join(f"'{r}'" for r in roots) + " (setting app.roots).",
+    )
+
+
+def eval_tab(base: Settings, safe: bool = False) -> None:
     st.markdown("Reports written by the eval harness: plots, tables and summaries.")
+    if safe and not base.app.roots:
+        st.info("Report folders on the server are off in safe mode (no app.roots configured).")
+        return
     default = next(
         (str(p) for p in (base.data_dir / "reports", Path("reports"), Path("artifacts")) if p.is_dir()),
         str(base.data_dir / "reports"),
     )
     root = st.text_input("Report folder on the server", value=default, key="report_root")
+    if safe and not allowed_server_path(Path(root), base.app.roots):
+        show_problem(outside_roots(Path(root), base.app.roots))
+        return
     reports = find_reports([Path(root).expanduser()])
     if not reports:
         st.info(f"No report found under '{root}'. Run the eval harness and point this at its output folder.")
@@ -543,10 +573,37 @@ def eval_tab(base: Settings) -> None:
 
 
 # -- page ------------------------------------------------------------------------------------
+def login(base: Settings) -> bool:
+    """Safe mode's gate: the configured access token, typed once per browser session."""
+    state = st.session_state
+    if state.get("authed"):
+        return True
+    st.title("longqa")
+    if not base.app.token:
+        show_problem(
+            Problem(
+                "Safe mode is on (the app is reachable from other machines) but no access token is set",
+                "Set LONGQA_APP__TOKEN on the server, or bind the app to 127.0.0.1 (server.address).",
+            )
+        )
+        return False
+    given = st.text_input("Access token", type="password", key="login_token")
+    if given and token_ok(given, base.app.token):
+        state["authed"] = True
+        del state["login_token"]
+        st.rerun()
+    if given:
+        st.error("Wrong access token.", icon=":material/lock:")
+    return False
+
+
 def main() -> None:
     st.set_page_config(page_title="longqa · ask long documents", page_icon="📚", layout="wide")
     base = Settings()  # type: ignore[call-arg]  # pydantic-settings fills it
-    sidebar(base)
+    safe = safe_mode_on(base.app, st.get_option("server.address"))
+    if safe and not login(base):
+        return
+    sidebar(base, safe)
     key = library_key(base)
     with st.spinner("Opening the library…"):
         lib = get_library(key, base)
@@ -559,10 +616,10 @@ def main() -> None:
             compare_tab(lib, key, base)
     if library.open:
         with library:
-            library_tab(lib, base)
+            library_tab(lib, base, safe)
     if evals.open:
         with evals:
-            eval_tab(base)
+            eval_tab(base, safe)
 
 
 try:

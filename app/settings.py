@@ -220,6 +220,23 @@ class IngestSettings(_Section):
     asr_language: str | None = Field(None, description="Spoken language code; default: detected.")
 
 
+class AppSettings(_Section):
+    safe_mode: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Safe mode of the Streamlit app (app/safe_mode.py): a token login, server paths "
+        "limited to app.roots, the LLM backend fixed by the server. auto: on unless Streamlit is "
+        "bound to a loopback address (.streamlit/config.toml binds 127.0.0.1).",
+    )
+    token: str | None = Field(
+        None, description="The access token users type to open the app in safe mode (required then)."
+    )
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="In safe mode, the only server folders that may be ingested or read as report "
+        "folders; empty: none (uploads still work).",
+    )
+
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("LONGQA_HOME", ".longqa"))
 
@@ -248,6 +265,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    app: AppSettings = Field(default_factory=AppSettings)
 
     @classmethod
     def settings_customise_sources(
