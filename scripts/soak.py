@@ -2,8 +2,9 @@
 
 Not part of the default test run. Each file is loaded and chunked (with the encoder's own
 tokenizer) in a worker process whose resident memory the parent watches (over the cap:
-killed, a crash); a file over its time limit kills the worker (a hang), an exception other than IngestError is a crash (a bug), and every
-IngestError must be one line naming the file. Prints and writes (--out) a JSON summary:
+killed, a crash); a file over its time limit kills the worker (a hang); an exception other
+than IngestError is a crash (a bug); every IngestError must be one line naming the file.
+Prints and writes (--out) a JSON summary:
 files tried, ingested, failed by cause, crashes, hangs, bad messages, peak memory, pages/s
 and chunks/s. See docs/ingestion.md, "Soak".
 
