@@ -5,6 +5,7 @@ app.termtext (never as rich markup; control characters made visible)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -260,7 +261,9 @@ def _matching(items: list[DocInfo], target: str) -> list[DocInfo]:
     by_id = [d for d in items if d.doc_id == target]
     if by_id:
         return by_id
-    paths = {target, str(Path(target).expanduser().resolve())}
+    paths = {target}
+    with contextlib.suppress(OSError, RuntimeError):  # a link loop: only the path as given
+        paths.add(str(Path(target).expanduser().resolve()))
     by_path = [d for d in items if d.source_path in paths]
     if by_path:
         return by_path  # every version stored for that file
