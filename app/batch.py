@@ -40,6 +40,7 @@ from app.batch_io import (
 )
 from app.ingest import Progress as IngestProgress
 from app.service import Mode, QAService
+from app.termtext import shown_name
 from pipeline.loaders.common import content_hash
 from pipeline.types import Answer
 
@@ -640,12 +641,13 @@ class RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._bar = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[eta]}"),
-            TextColumn("[dim]{task.fields[current]}[/dim]"),
+            TextColumn("{task.fields[rate]}", markup=False),
+            TextColumn("{task.fields[eta]}", markup=False),
+            # File names and questions: plain text, one line (app.termtext).
+            TextColumn("{task.fields[current]}", markup=False, style="dim"),
             console=console,
             transient=True,
         )
@@ -666,7 +668,7 @@ class RichProgress:
             completed=ev.files_done,
             rate="",
             eta="",
-            current=Path(ev.path).name[:50],
+            current=shown_name(Path(ev.path).name)[:50],
         )
 
     def __call__(self, p: BatchProgress) -> None:
@@ -679,5 +681,5 @@ class RichProgress:
             completed=p.done,
             rate=f"{p.per_minute:.1f} q/min{fails}",
             eta=eta,
-            current=p.current[:50],
+            current=shown_name(p.current)[:50],
         )

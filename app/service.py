@@ -167,6 +167,11 @@ def engine_label(gen: Generator) -> str:
     return type(gen).__name__.removesuffix("Generator")
 
 
+# A question is a question: longer text belongs in a document (a 100,000-character question
+# overflowed every prompt with advice that did not apply).
+MAX_QUESTION_CHARS = 4_000
+
+
 class QAService:
     def __init__(
         self,
@@ -269,10 +274,11 @@ class QAService:
             self.settings.index_path,
             self.embedder,
             HFTokenCounter(self.embedder.tokenizer_dir),
-            ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary),
+            ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary, c.max_chars_per_token),
             int(ing.max_file_mb * 1e6),
             asr=self.asr_config,
-            walk=WalkOptions(include=tuple(ing.include), exclude=tuple(ing.exclude)),
+            walk=WalkOptions(tuple(ing.include), tuple(ing.exclude), follow_links=ing.follow_links),
+            max_chars=ing.max_chars,
         )
         report = ingestor.ingest(paths, progress, prune=prune)
         if report.ingested or report.removed:
@@ -391,6 +397,11 @@ class QAService:
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise ValueError(
+                f"the question is {len(question):,} characters long, over the {MAX_QUESTION_CHARS:,} "
+                "a question may have; shorten it, or save the long text as a file, ingest it and ask about it"
+            )
         t0 = time.perf_counter()
         docs = self._scope(doc_ids)
         hits: list[Retrieved] | None = None

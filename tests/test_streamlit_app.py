@@ -21,6 +21,7 @@ def app_env(tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch) 
         "LONGQA_LLM__THREADS": "2",
         "LONGQA_EMBEDDING__DEVICE": "cpu",
         "LONGQA_RETRIEVAL__TOP_K": "3",
+        "LONGQA_APP__SAFE_MODE": "off",  # AppTest has no bind address (tests/test_safe_mode.py)
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
