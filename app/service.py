@@ -131,6 +131,10 @@ def build_generator(settings: Settings) -> Generator:
         fixed_speed=fixed,
         kv_cache=kv,
         min_prefix_tokens=cfg.kv_cache_min_tokens,
+        engine=cfg.engine,
+        safe=cfg.engine_safe,
+        state_dir=settings.model_cache,  # per machine: measured speeds, engine crash records
+        log_path=settings.data_dir / "logs" / "engine.log",
     )
     if cfg.model in cat.generators:
         spec = cat.generators[cfg.model]
@@ -154,6 +158,19 @@ def build_generator(settings: Settings) -> Generator:
         f"unknown model '{cfg.model}'; use one of {', '.join(cat.generators)}, a path to a .gguf file, "
         "or llm.backend=transformers with a Hugging Face model directory"
     )
+
+
+def engine_label(gen: Generator) -> str:
+    """What runs the model: the embedded engine's label, or the backend's kind."""
+    label = getattr(gen, "engine_label", None)
+    if isinstance(label, str) and label:
+        return label
+    return type(gen).__name__.removesuffix("Generator")
+
+
+# A question is a question: longer text belongs in a document (a 100,000-character question
+# overflowed every prompt with advice that did not apply).
+MAX_QUESTION_CHARS = 4_000
 
 
 class QAService:
@@ -271,10 +288,11 @@ class QAService:
             self.store,
             self.embedder,
             HFTokenCounter(self.embedder.tokenizer_dir),
-            ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary),
+            ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary, c.max_chars_per_token),
             int(ing.max_file_mb * 1e6),
             asr=self.asr_config,
-            walk=WalkOptions(include=tuple(ing.include), exclude=tuple(ing.exclude)),
+            walk=WalkOptions(tuple(ing.include), tuple(ing.exclude), follow_links=ing.follow_links),
+            max_chars=ing.max_chars,
             lease_s=ing.lease_s,
         )
         # No index to update: readers bring their caches up to the store's generation.
@@ -395,6 +413,11 @@ class QAService:
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise ValueError(
+                f"the question is {len(question):,} characters long, over the {MAX_QUESTION_CHARS:,} "
+                "a question may have; shorten it, or save the long text as a file, ingest it and ask about it"
+            )
         t0 = time.perf_counter()
         docs = self._scope(doc_ids)
         hits: list[Retrieved] | None = None
@@ -442,6 +465,9 @@ class QAService:
                 g.completion_tokens + spent[1],
                 round(time.perf_counter() - t0, 3),
                 g.cached_tokens,
+                engine_label(self.generator),
+                round(float(getattr(self.generator, "prefill_tokens_per_s", 0.0)), 1),
+                round(float(getattr(self.generator, "decode_tokens_per_s", 0.0)), 1),
             ),
             model=self.generator.name,
             retrieval=retrieval,

@@ -27,7 +27,8 @@ class _Section(BaseModel):
 class LLMSettings(_Section):
     backend: Literal["llamacpp", "openai", "transformers"] = Field(
         "llamacpp",
-        description="'llamacpp' runs a GGUF model in-process; 'openai' calls an "
+        description="'llamacpp' runs a GGUF model on the embedded llama.cpp engine (a child "
+        "process; see llm.engine); 'openai' calls an "
         "OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server, hosted APIs); "
         "'transformers' runs a local Hugging Face model directory (llm.model), on the GPU when present.",
     )
@@ -46,6 +47,17 @@ class LLMSettings(_Section):
         description="When a shown citation fails verification, ask the model once more (on the "
         "same cached prompt) to answer from what the material states or say it does not say; the "
         "first draft is kept on the answer (docs/citations.md).",
+    )
+    engine: Literal["auto", "xllamacpp", "native"] = Field(
+        "auto",
+        description="The embedded llama.cpp engine: 'xllamacpp' (prebuilt from PyPI, AVX2, the "
+        "default), 'native' (built by scripts/build-native-engine.sh, runtime CPU dispatch up to "
+        "AVX-512/AMX), 'auto' (native when built and not recorded as crashing here). docs/engine.md.",
+    )
+    engine_safe: bool = Field(
+        False,
+        description="Run the engine without its risky fast paths (repacked weights and the AMX "
+        "kernels behind them). Turned on by itself, per machine, after a crash.",
     )
     threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
     gpu_layers: int = Field(0, description="Layers offloaded to the GPU by llama.cpp (-1: all).")
@@ -135,6 +147,12 @@ class ChunkingSettings(_Section):
         description="Where chunks may end: sentence ends, paragraph ends, or anywhere between words "
         "(fixed token windows). LaRA's baseline is 600 tokens, 100 overlap.",
     )
+    max_chars_per_token: int = Field(
+        8,
+        description="A piece costs at least one token per this many non-space characters, whatever "
+        "the tokenizer says (WordPiece counts a 200,000-character word as 1 token).",
+        ge=1,
+    )
 
 
 class RetrievalSettings(_Section):
@@ -193,6 +211,9 @@ class RouterSettings(_Section):
 
 class IngestSettings(_Section):
     max_file_mb: float = Field(200.0, description="Files larger than this are refused.", gt=0)
+    max_chars: int = Field(
+        50_000_000, description="Documents with more characters of text than this are refused.", ge=1
+    )
     include: list[str] = Field(
         default_factory=list,
         description="Glob patterns (relative to an ingested folder) a file must match; empty: all.",
@@ -200,6 +221,11 @@ class IngestSettings(_Section):
     exclude: list[str] = Field(
         default_factory=lambda: [".*", "__pycache__", "node_modules", "*~", "~$*"],
         description="Glob patterns on any path component (or the relative path) to skip in folders.",
+    )
+    follow_links: bool = Field(
+        False,
+        description="In folders, follow symbolic links that lead out of the folder (off: skipped, "
+        "with a warning; links within the folder are read either way).",
     )
     asr_model: str = Field("whisper-base", description="Speech-to-text model (catalog name or directory).")
     asr_threads: int = Field(2, description="CPU threads for speech-to-text.", ge=1)
@@ -209,6 +235,23 @@ class IngestSettings(_Section):
         description="Seconds a writer's claim on a document it is ingesting lasts; renewed every quarter. "
         "Past it, another host may treat the writer as dead (on this host the process is checked).",
         gt=0,
+    )
+
+
+class AppSettings(_Section):
+    safe_mode: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Safe mode of the Streamlit app (app/safe_mode.py): a token login, server paths "
+        "limited to app.roots, the LLM backend fixed by the server. auto: on unless Streamlit is "
+        "bound to a loopback address (.streamlit/config.toml binds 127.0.0.1).",
+    )
+    token: str | None = Field(
+        None, description="The access token users type to open the app in safe mode (required then)."
+    )
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="In safe mode, the only server folders that may be ingested or read as report "
+        "folders; empty: none (uploads still work).",
     )
 
 
@@ -240,6 +283,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    app: AppSettings = Field(default_factory=AppSettings)
 
     @classmethod
     def settings_customise_sources(

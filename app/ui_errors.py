@@ -5,6 +5,7 @@ The app shows these instead of stack traces; the trace goes to the server log.
 
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import dataclass
 
@@ -72,9 +73,17 @@ def explain(exc: BaseException, settings: Settings | None = None) -> Problem:
             "Ask over fewer documents, use RAG mode, or pick a smaller model in the sidebar.",
         )
     if isinstance(exc, OSError):
+        fixes = {
+            errno.ENAMETOOLONG: "Rename the file to a shorter name.",
+            errno.ENOSPC: "Free some disk space on the server.",
+            errno.EACCES: "Check the file's permissions.",
+            errno.EPERM: "Check the file's permissions.",
+            errno.ELOOP: "Fix or remove the symbolic link.",
+            errno.ENOENT: "Check the path.",
+        }
         return Problem(
             _sentence(f"the server could not read or write a file ({exc})"),
-            "Check disk space and permissions.",
+            fixes.get(exc.errno or 0, "Check disk space and permissions."),
         )
     log.error("unexpected error in the app", exc_info=exc)
     return Problem(

@@ -290,6 +290,6 @@ def save_upload(folder: Path, filename: str, data: bytes) -> Path:
     from app.ingest import safe_destination
 
     folder.mkdir(parents=True, exist_ok=True)
-    target = safe_destination(folder, filename)
+    target = safe_destination(folder, filename, data)  # never overwrites a different file
     target.write_bytes(data)
     return target

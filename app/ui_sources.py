@@ -29,20 +29,34 @@ ORIGIN_TEXT = {
 
 
 # -- answer text ------------------------------------------------------------------------
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
+
+
+def md_text(text: str) -> str:
+    """``text`` for st.markdown as literal text: every markdown and Streamlit marker
+    (links, images that would fetch a URL, ``:red[...]`` directives, ``$`` math, HTML) is
+    escaped, so a document, a question, a file name or an answer shows as written."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
 def anchor_id(turn: int, number: int, prefix: str = "src") -> str:
     return f"{prefix}-{turn}-{number}"
 
 
 def link_markers(text: str, turn: int, known: set[int], prefix: str = "src") -> str:
-    """Markdown where every ``[n]`` naming a known citation links to its source panel."""
-
-    def repl(m: re.Match[str]) -> str:
+    """Markdown where every ``[n]`` naming a known citation links to its source panel; the
+    rest of the text is literal (md_text): the model's own markdown is not rendered."""
+    out: list[str] = []
+    cur = 0
+    for m in _MARKERS.finditer(text):
         nums = [int(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
         if not all(n in known for n in nums):
-            return m.group(0)
-        return "".join(f"[\\[{n}\\]](#{anchor_id(turn, n, prefix)})" for n in nums)
-
-    return _MARKERS.sub(repl, text)
+            continue
+        out.append(md_text(text[cur : m.start()]))
+        out.extend(f"[\\[{n}\\]](#{anchor_id(turn, n, prefix)})" for n in nums)
+        cur = m.end()
+    out.append(md_text(text[cur:]))
+    return "".join(out)
 
 
 # -- where a citation points ------------------------------------------------------------

@@ -142,16 +142,15 @@ def run_lc(args: argparse.Namespace) -> None:
     (info,) = [d for d in svc.documents() if d.source_path.endswith(name)]
     doc = svc.store.get_document(info.doc_id)
     chunks = svc.store.chunks_of(doc.doc_id)
-    from llama_cpp import Llama
-
     from app.catalog import load_catalog, resolve_generator
 
     spec = load_catalog().generators[args.model]
     path = resolve_generator(spec, svc.settings.model_cache)
     window = spec.context_window
     if args.max_doc_tokens:  # a window whose LC capacity is exactly max_doc_tokens
-        vocab = Llama(str(path), vocab_only=True, verbose=False)
-        system = len(vocab.tokenize(LC_SYSTEM.encode(), add_bos=False))
+        vocab = LlamaCppGenerator(path, context_window=512, threads=1)
+        system = vocab.count_tokens(LC_SYSTEM)
+        vocab.close()
         window = args.max_doc_tokens + args.max_tokens + system + QUESTION_ALLOWANCE + PROMPT_OVERHEAD + 32
     cache = PrefixStateCache(args.kv_dir, ram_bytes=4 << 30, disk_bytes=16 << 30)
     gen = LlamaCppGenerator(

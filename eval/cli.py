@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from app.termtext import line, shown_name
 from eval.datasets import load_dataset
 from eval.lara import KINDS, TASKS
 from eval.metrics import compute
@@ -33,7 +34,7 @@ console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {msg}", highlight=False)
+    console.print(line(("error:", "red"), " ", shown_name(msg)), highlight=False)
     raise typer.Exit(code)
 
 
@@ -174,7 +175,7 @@ def eval_command(
         else:
             llm_judge = LLMJudge(svc.generator)
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -186,7 +187,7 @@ def eval_command(
             task = bar.add_task("eval", total=None)
 
             def progress(done: int, total: int, what: str) -> None:
-                bar.update(task, total=total, completed=done, description=what[:48])
+                bar.update(task, total=total, completed=done, description=shown_name(what)[:48])
 
             summary = run_eval(
                 svc,
@@ -220,4 +221,4 @@ def _report(store: ResultStore, out: Path, config: dict) -> None:
         title=f"longqa eval: {Path(str(config.get('dataset', out))).name}",
         config=config,
     )
-    console.print(f"report: {md} (and report.html, plots, summary.json)", highlight=False)
+    console.print(line(f"report: {shown_name(md)} (and report.html, plots, summary.json)"), highlight=False)

@@ -373,16 +373,15 @@ def rule_inputs(fm: FoldModel, cases: Sequence[Case]) -> tuple[list[bool], list[
 def generator_token_counter() -> tuple[str, Callable[[str], int]]:
     """The embedded generator's own tokenizer (vocab only) when available, else ~4 chars a token."""
     try:
-        from llama_cpp import Llama
-
         from app.catalog import load_catalog, resolve_generator
+        from app.llm.llamacpp import LlamaCppGenerator
         from app.settings import Settings
 
         spec = load_catalog().generators["qwen2.5-coder-1.5b"]
-        llm = Llama(
-            model_path=str(resolve_generator(spec, Settings().model_cache)), vocab_only=True, verbose=False
+        llm = LlamaCppGenerator(
+            resolve_generator(spec, Settings().model_cache), context_window=512, threads=1
         )
-        return "the Qwen2.5 tokenizer", lambda t: len(llm.tokenize(t.encode("utf-8"), add_bos=False))
+        return "the Qwen2.5 tokenizer", llm.count_tokens
     except Exception:  # noqa: BLE001 - any failure falls back to the estimate
         return "an estimate of 4 characters a token", lambda t: max(1, len(t) // 4)
 

@@ -122,6 +122,9 @@ class Usage:
     completion_tokens: int = 0
     seconds: float = 0.0
     cached_tokens: int = 0
+    engine: str = ""  # what ran the model, e.g. "xllamacpp 2026.10.11549 (prebuilt, AVX2)"
+    prefill_tokens_per_s: float = 0.0  # the engine's speeds as measured on this machine
+    decode_tokens_per_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

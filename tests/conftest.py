@@ -111,27 +111,26 @@ def free_port() -> int:
 
 @contextmanager
 def llama_server(model_cache: Path, log: Path, alias: str, args: list[str]) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server on SmolLM2, started for real; yields its URL.
+    """The embedded engine's llama.cpp server (``python -m app.llm.engine_child``) on SmolLM2,
+    started for real as an OpenAI-compatible server; yields its /v1 URL.
 
-    Skips, saying why, without the dev extra; fails with the server's log if it does not start."""
+    Fails with the server's log if it does not start."""
     import subprocess
     import sys
     import time
 
     import httpx
 
-    for mod in ("fastapi", "uvicorn", "sse_starlette", "starlette_context"):
-        reason = "llama-cpp-python's server needs the dev extra: pip install -e '.[dev]'"
-        pytest.importorskip(mod, reason=reason)
     from app.catalog import load_catalog, resolve_generator
 
     gguf = resolve_generator(load_catalog().generators["smollm2-135m"], model_cache)
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), *args]
+    cmd = [sys.executable, "-m", "app.llm.engine_child", "--model", str(gguf), "--alias", alias]
+    cmd += ["--port", str(port), *args]
     url = f"http://127.0.0.1:{port}/v1"
     with open(log, "wb") as out:  # a file, not a pipe: a full pipe would block the chatty server
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        # stdin stays an open pipe: the server exits when it closes
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 120
             while True:

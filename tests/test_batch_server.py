@@ -1,4 +1,4 @@
-"""Batch concurrency against a real OpenAI-compatible server: llama-cpp-python's own server
+"""Batch concurrency against a real OpenAI-compatible server: the embedded engine's llama.cpp server
 running SmolLM2 on this machine, with N requests in flight from the batch runner."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from tests.conftest import free_port, llama_server, shared
 @pytest.fixture(scope="module")
 def server(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with llama_server(model_cache, log, "smollm2", ["--n_ctx", "4096", "--n_threads", "2"]) as url:
+    args = ["--ctx", "4096", "--threads", "2", "--parallel", "2"]
+    with llama_server(model_cache, log, "smollm2", args) as url:
         yield url
 
 
@@ -31,6 +32,7 @@ class PeakGenerator:
         self.name = inner.name
         self.context_window = inner.context_window
         self.prefill_tokens_per_s = inner.prefill_tokens_per_s
+        self.decode_tokens_per_s = inner.decode_tokens_per_s
         self._lock = threading.Lock()
         self.now = self.peak = self.calls = 0
 

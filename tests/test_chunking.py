@@ -8,7 +8,7 @@ import pytest
 from pipeline.chunking import ChunkingConfig, chunk_document
 from pipeline.loaders import load_document
 from pipeline.tokens import HFTokenCounter
-from pipeline.types import Span
+from pipeline.types import Document, Span
 from tests.conftest import shared
 
 
@@ -96,3 +96,18 @@ def test_lara_baseline_and_bad_boundaries() -> None:
     assert (cfg.max_tokens, cfg.overlap_tokens, cfg.boundary) == (600, 100, "sentence")
     with pytest.raises(ValueError, match="unknown chunk boundary 'page'"):
         ChunkingConfig(boundary="page")  # type: ignore[arg-type]
+
+
+def test_a_200000_character_word_is_split_with_the_encoder_tokenizer(counter) -> None:  # type: ignore[no-untyped-def]
+    """WordPiece counts any word over 100 characters as one [UNK]: the chunker must not
+    believe it, or the word becomes one 200,000-character chunk that no prompt can hold."""
+    assert counter.count(["a" * 200_000]) == [1]  # the tokenizer's view, for the record
+    text = "A first sentence. " + "a" * 200_000 + " A last sentence."
+    doc = Document("d", "w.txt", "text", text, "h")
+    cfg = ChunkingConfig(max_tokens=240, overlap_tokens=40)
+    chunks = chunk_document(doc, counter, cfg)
+    assert len(chunks) > 100
+    assert max(len(c.text) for c in chunks) <= cfg.max_tokens * cfg.max_chars_per_token
+    assert all(c.n_tokens <= cfg.max_tokens for c in chunks)
+    assert all(doc.text[c.span.start : c.span.end] == c.text for c in chunks)
+    assert chunks[0].text.startswith("A first sentence.") and chunks[-1].text.endswith("A last sentence.")

@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from app.llm.kvcache import LRUBySize, PrefixStateCache, SavedPrefix, prefix_key
+from app.llm.kvcache import LRUBySize, PrefixStateCache, prefix_key
 from app.prompts import lc_messages
 from pipeline.loaders import load_document
 from tests.conftest import shared
-
-
-def _item(model: str, tokens: list[int], size: int) -> SavedPrefix:
-    return SavedPrefix(prefix_key(model, tokens), tuple(tokens), bytes([len(tokens) % 256]) * size, model)
 
 
 def test_keys_depend_on_model_and_every_token() -> None:
@@ -33,28 +29,38 @@ def test_memory_tier_evicts_least_recently_used_by_size() -> None:
     assert lru.nbytes <= 100 and lru.evicted == 1
 
 
-def test_disk_tier_survives_a_restart_and_evicts_by_size(tmp_path: Path) -> None:
+def _saved(cache: PrefixStateCache, key: str, size: int) -> None:
+    """What the engine does on a slot save: write under the temporary name, then commit."""
+    assert cache.directory is not None
+    cache.directory.mkdir(parents=True, exist_ok=True)
+    (cache.directory / cache.temp_name(key)).write_bytes(b"k" * size)
+    cache.commit(cache.temp_name(key), key)
+
+
+def test_disk_tier_survives_a_restart_and_evicts_least_recently_used(tmp_path: Path) -> None:
+    import os
+    import time
+
     cache = PrefixStateCache(tmp_path, ram_bytes=1 << 20, disk_bytes=2500)
-    first = _item("m", list(range(10)), 1000)
-    cache.put(first)
-    cache.put(_item("m", list(range(20)), 1000))
+    first, second, third = (prefix_key("m", list(range(n))) for n in (10, 20, 30))
+    _saved(cache, first, 1000)
+    _saved(cache, second, 1000)
     again = PrefixStateCache(tmp_path, ram_bytes=1 << 20, disk_bytes=2500)  # a new process
-    got = again.get(first.key)
-    assert got == first and again.stats.disk_hits == 1
-    assert again.get(first.key) is not None and again.stats.ram_hits == 1
-    cache.put(_item("m", list(range(30)), 1000))  # three files > 2500 bytes: the oldest goes
+    assert again.has(first) and again.has(second) and not again.has(third)
+    past = time.time() - 60
+    os.utime(again.path(second), (past, past))
+    again.touch(first)  # first was used last: second is now the oldest
+    _saved(cache, third, 1000)  # three files > 2500 bytes: the least recently used goes
     assert cache.disk_usage() <= 2500 and cache.stats.evicted == 1
-    assert not list(tmp_path.glob("*.tmp*"))  # atomic writes leave no temp files
+    assert cache.has(first) and cache.has(third) and not cache.has(second)
+    assert not list(tmp_path.glob("*.tmp*"))  # a state is visible only once complete
 
 
-def test_damaged_state_file_is_removed_and_missed(tmp_path: Path) -> None:
-    cache = PrefixStateCache(tmp_path, ram_bytes=0, disk_bytes=1 << 20)
-    item = _item("m", [5, 6, 7], 64)
-    cache.put(item)
-    path = tmp_path / f"{item.key}.kv"
-    path.write_bytes(path.read_bytes()[:20])  # a torn write from some other tool
-    fresh = PrefixStateCache(tmp_path, ram_bytes=0, disk_bytes=1 << 20)
-    assert fresh.get(item.key) is None and not path.exists()
+def test_a_state_larger_than_the_disk_budget_is_not_kept(tmp_path: Path) -> None:
+    cache = PrefixStateCache(tmp_path, ram_bytes=0, disk_bytes=100)
+    key = prefix_key("m", [1, 2])
+    _saved(cache, key, 1000)
+    assert not cache.has(key) and not list(tmp_path.iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +98,21 @@ def test_follow_up_after_restart_reads_only_the_question(smol_path: Path, tmp_pa
     assert again.cached_tokens == pre.prefix_tokens
     assert again.prompt_tokens - again.cached_tokens < 40
     assert again.text == first.text  # the restored state is the same state
+    fresh.close()
+
+
+def test_a_damaged_saved_state_is_dropped_and_the_document_read_again(
+    smol_path: Path, tmp_path: Path
+) -> None:
+    text = load_document(shared("lara/32k/book/The Pearl.txt")).text[:2500]
+    q = lc_messages("Where was the writer from?", [("Pearl", text)])
+    gen = _llama(smol_path, tmp_path)
+    assert gen.prefill(q).source == "evaluated"
+    gen.close()
+    (state,) = tmp_path.glob("*.slot")
+    state.write_bytes(state.read_bytes()[:4096])  # a torn file from some other tool
+    fresh = _llama(smol_path, tmp_path)
+    pre = fresh.prefill(q)
+    assert pre.source == "evaluated" and pre.evaluated_tokens == pre.prefix_tokens
+    assert fresh.generate(q, max_tokens=4).completion_tokens > 0
+    fresh.close()

@@ -1,6 +1,6 @@
-"""The OpenAI-compatible backend against a real server: llama-cpp-python's own OpenAI-compatible
-server, started here on 127.0.0.1 with the SmolLM2 GGUF. Retries are checked through a small
-real HTTP proxy in front of it that fails the first requests."""
+"""The OpenAI-compatible backend against a real server: the embedded engine's llama.cpp server,
+started here on 127.0.0.1 with the SmolLM2 GGUF. Retries are checked through a small real HTTP
+proxy in front of it that fails the first requests."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ QUESTION = [
 def server(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     # one decode thread: fast on a busy machine too
-    args = ["--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "2"]
+    args = ["--ctx", "2048", "--threads", "1", "--threads-batch", "2"]
     with llama_server(model_cache, log, ALIAS, args) as url:
         yield url
 
@@ -48,7 +48,7 @@ def test_generate_and_stream_against_a_real_server(server: str) -> None:
 
 
 def test_unknown_model_and_server_errors_name_the_fix(server: str) -> None:
-    # llama-cpp-python's server answers any model name, but the API key and URL checks are ours.
+    # llama.cpp's server answers any model name, but the API key and URL checks are ours.
     gen = OpenAICompatGenerator(server.replace("/v1", "/nope"), ALIAS, retries=0)
     with pytest.raises(LLMError, match=r"HTTP 404.*llm.base_url"):
         gen.generate(QUESTION, max_tokens=4)

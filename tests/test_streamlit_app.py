@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ def app_env(tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch) 
         "LONGQA_LLM__THREADS": "2",
         "LONGQA_EMBEDDING__DEVICE": "cpu",
         "LONGQA_RETRIEVAL__TOP_K": "3",
+        "LONGQA_APP__SAFE_MODE": "off",  # AppTest has no bind address (tests/test_safe_mode.py)
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -34,6 +36,11 @@ def new_app() -> AppTest:
 
 def texts(at: AppTest) -> list[str]:
     return [e.value for e in (*at.markdown, *at.caption, *at.info, *at.warning, *at.success)]
+
+
+def shown(markdown: str) -> str:
+    """The text a reader sees from markdown the app escaped (``\\.`` shows as ``.``)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def on_tab(at: AppTest, tab: str) -> AppTest:
@@ -137,7 +144,7 @@ def test_an_unreachable_llm_server_is_a_friendly_message(app_env: Path) -> None:
     at.segmented_control(key="mode").set_value("rag")
     at.chat_input(key="question").set_value(QUESTION).run()
     assert not at.exception  # no stack trace
-    errors = [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
     assert len(errors) == 1, errors
     assert "LLM server at http://127.0.0.1:9/v1" in errors[0]  # what failed
     assert "is running" in errors[0] and "embedded llama.cpp" in errors[0]  # and the fix

@@ -87,7 +87,22 @@ def test_markers_link_to_their_source_panels() -> None:
     md = src.link_markers("Yes [1]. Also [2, 3]. Not [9].", turn=4, known={1, 2, 3})
     assert "[\\[1\\]](#src-4-1)" in md
     assert "[\\[2\\]](#src-4-2)[\\[3\\]](#src-4-3)" in md
-    assert "[9]" in md and "#src-4-9" not in md
+    assert "\\[9\\]" in md and "#src-4-9" not in md  # unknown markers stay literal text
+
+
+def test_document_and_model_text_is_literal_in_markdown() -> None:
+    """No hidden links, no images fetching a URL, no Streamlit directives from documents,
+    questions, file names or answers."""
+    hostile = (
+        "See [here](http://evil.example/?q=secret) ![x](http://evil.example/p.png) :red[alarm] $x$ <b>b</b>"
+    )
+    md = src.md_text(hostile)
+    assert "](" not in md and "[" not in md.replace("\\[", "") and "<b>" not in md
+    import re
+
+    assert re.sub(r"\\(.)", r"\1", md) == hostile  # what is shown is exactly the text
+    linked = src.link_markers("Cited [1]. See [a](http://e.x/).", turn=0, known={1})
+    assert linked == "Cited [\\[1\\]](#src-0-1)\\. See \\[a\\]\\(http\\://e\\.x/\\)\\."
 
 
 def _transcript(tmp_path: Path) -> Document:
@@ -155,6 +170,11 @@ def test_errors_are_explained_with_the_fix() -> None:
     assert "retrieval.top_k" in p.message and "sidebar" in p.fix
     p = explain(KeyError("boom"))
     assert p.message.startswith("Unexpected error: KeyError") and "server log" in p.fix
+    try:
+        (Path("/tmp") / ("n" * 600 + ".pdf")).write_bytes(b"x")
+    except OSError as exc:
+        p = explain(exc)
+    assert "File name too long" in p.message and p.fix == "Rename the file to a shorter name."
 
 
 def test_sidebar_options_apply_and_only_llm_changes_reload_the_model(tmp_path: Path) -> None:

@@ -1,22 +1,24 @@
 """Saved KV states of document prefixes: read a document once, answer many questions.
 
-A state is keyed by the model and the exact prefix tokens (instructions + document), so a
-changed document, prompt or model never reuses a stale state. Two tiers, each evicted by
-size, least recently used first:
+A state is keyed by the engine, the model and the exact prefix tokens (instructions +
+document), so a changed document, prompt, model or engine build never reuses a stale state.
+Two tiers:
 
-- memory: states of this process (``ram_bytes``);
-- disk: one file per state under a directory (``disk_bytes``), shared across processes and
-  restarts; files are written atomically (temp file + rename), so a crash leaves no half
-  state, and a damaged file is deleted and treated as a miss.
+- memory: the engine's own prompt cache (llama.cpp's server keeps the states of recent prompts
+  in RAM, ``ram_bytes``) and the live KV of its one slot;
+- disk: one file per state under a directory (``disk_bytes``), written by the engine's slot
+  save and read by its slot restore, shared across processes and restarts. A file is written
+  under a temporary name and renamed when complete, so a crash or another process never sees
+  half a state; a file the engine cannot restore is deleted and treated as a miss. Least
+  recently used files are evicted past ``disk_bytes``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import logging
 import os
-import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,7 +30,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_MAGIC = b"LQKV1\n"
 T = TypeVar("T")
 
 
@@ -37,18 +38,6 @@ def prefix_key(model_id: str, tokens: Sequence[int]) -> str:
     h = hashlib.sha256(model_id.encode())
     h.update(np.asarray(tokens, dtype=np.int32).tobytes())
     return h.hexdigest()[:40]
-
-
-@dataclass(frozen=True)
-class SavedPrefix:
-    key: str
-    tokens: tuple[int, ...]
-    state: bytes
-    model_id: str = ""
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.state) + 4 * len(self.tokens)
 
 
 @dataclass
@@ -103,91 +92,63 @@ class LRUBySize(Generic[T]):
 
 
 class PrefixStateCache:
-    """Prefix KV states in memory and on disk, keyed by :func:`prefix_key`."""
+    """Where the engine's saved prefix states live on disk, and the memory budget it keeps."""
+
+    SUFFIX = ".slot"
 
     def __init__(self, directory: str | Path | None, *, ram_bytes: int, disk_bytes: int) -> None:
         self.directory = Path(directory) if directory else None
+        self.ram_bytes = ram_bytes
         self.disk_bytes = disk_bytes
-        self.ram: LRUBySize[SavedPrefix] = LRUBySize(ram_bytes)
         self.stats = CacheStats()
         self._lock = threading.Lock()
 
-    def _path(self, key: str) -> Path:
+    def name(self, key: str) -> str:
+        """The file name of a state, relative to ``directory`` (what the engine is given)."""
+        return f"{key}{self.SUFFIX}"
+
+    def temp_name(self, key: str) -> str:
+        return f"{key}.tmp{os.getpid()}.{threading.get_ident()}"
+
+    def path(self, key: str) -> Path:
         assert self.directory is not None
-        return self.directory / f"{key}.kv"
+        return self.directory / self.name(key)
 
     def has(self, key: str) -> bool:
-        return key in self.ram or (self.directory is not None and self._path(key).is_file())
+        return self.directory is not None and self.path(key).is_file()
 
-    def get(self, key: str) -> SavedPrefix | None:
-        item = self.ram.get(key)
-        if item is not None:
-            self.stats.ram_hits += 1
-            return item
-        item = self._read(key) if self.directory is not None else None
-        if item is None:
-            self.stats.misses += 1
-            return None
-        self.stats.disk_hits += 1
-        self.ram.put(key, item, item.nbytes)
-        return item
-
-    def put(self, item: SavedPrefix) -> None:
-        self.ram.put(item.key, item, item.nbytes)
-        self.stats.saved += 1
-        if self.directory is not None and item.nbytes <= self.disk_bytes:
-            self._write(item)
-            self._evict_disk()
-
-    # -- disk tier --------------------------------------------------------------------
-    def _write(self, item: SavedPrefix) -> None:
-        path = self._path(item.key)
-        header = json.dumps({"model_id": item.model_id, "n_tokens": len(item.tokens)}).encode()
-        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(_MAGIC)
-                fh.write(struct.pack("<Q", len(header)))
-                fh.write(header)
-                fh.write(np.asarray(item.tokens, dtype=np.int32).tobytes())
-                fh.write(item.state)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("could not save the KV state %s under %s: %s", item.key, self.directory, exc)
-            tmp.unlink(missing_ok=True)
-
-    def _read(self, key: str) -> SavedPrefix | None:
-        path = self._path(key)
-        try:
-            with open(path, "rb") as fh:
-                if fh.read(len(_MAGIC)) != _MAGIC:
-                    raise ValueError("bad magic")
-                (n_header,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n_header))
-                n = int(header["n_tokens"])
-                tokens = np.frombuffer(fh.read(4 * n), dtype=np.int32)
-                if len(tokens) != n:
-                    raise ValueError("truncated token list")
-                state = fh.read()
-            if not state:
-                raise ValueError("empty state")
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, struct.error) as exc:
-            log.warning("removing damaged KV state file %s (%s)", path, exc)
-            path.unlink(missing_ok=True)
-            return None
-        os.utime(path)  # mark as recently used for eviction
-        return SavedPrefix(key, tuple(int(t) for t in tokens), state, str(header.get("model_id", "")))
-
-    def _evict_disk(self) -> None:
+    def commit(self, temp: str, key: str) -> None:
+        """Make a state the engine saved under ``temp`` visible as ``key``, then evict."""
         assert self.directory is not None
+        src = self.directory / temp
+        try:
+            if src.stat().st_size > self.disk_bytes:
+                src.unlink()
+                return
+            os.replace(src, self.path(key))
+        except OSError as exc:
+            log.warning("could not keep the KV state %s under %s: %s", key, self.directory, exc)
+            src.unlink(missing_ok=True)
+            return
+        self.stats.saved += 1
+        self.evict()
+
+    def touch(self, key: str) -> None:
+        """Mark a state as recently used (eviction is least recently used first)."""
+        with contextlib.suppress(OSError):
+            os.utime(self.path(key))
+
+    def discard(self, key: str, why: str) -> None:
+        log.warning("removing the saved KV state %s (%s)", key, why)
+        if self.directory is not None:
+            self.path(key).unlink(missing_ok=True)
+
+    def evict(self) -> None:
+        if self.directory is None:
+            return
         with self._lock:
             files = []
-            for p in self.directory.glob("*.kv"):
+            for p in self.directory.glob(f"*{self.SUFFIX}"):
                 try:
                     st = p.stat()
                 except FileNotFoundError:
@@ -204,4 +165,4 @@ class PrefixStateCache:
     def disk_usage(self) -> int:
         if self.directory is None:
             return 0
-        return sum(p.stat().st_size for p in self.directory.glob("*.kv"))
+        return sum(p.stat().st_size for p in self.directory.glob(f"*{self.SUFFIX}"))

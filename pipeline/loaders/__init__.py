@@ -29,6 +29,7 @@ SUPPORTED_SUFFIXES = tuple(
 class LoaderOptions:
     max_bytes: int = 200_000_000
     asr: ASRConfig | None = None
+    max_chars: int = 50_000_000  # characters of text per document, after parsing
 
 
 def is_supported(path: Path) -> bool:
@@ -51,6 +52,17 @@ def load_document(path: str | Path, options: LoaderOptions | None = None) -> Doc
             f"supported types are {', '.join(SUPPORTED_SUFFIXES)}",
         )
     data = read_bytes(p, opts.max_bytes)
+    doc = _load(p, suffix, data, opts)
+    if len(doc.text) > opts.max_chars:
+        raise IngestError(
+            str(p),
+            f"too much text ({len(doc.text):,} characters > {opts.max_chars:,})",
+            "split it, or raise LONGQA_INGEST__MAX_CHARS",
+        )
+    return doc
+
+
+def _load(p: Path, suffix: str, data: bytes, opts: LoaderOptions) -> Document:
     if suffix == ".pdf":
         return load_pdf(p, data)
     if suffix in (".html", ".htm"):

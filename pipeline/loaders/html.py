@@ -121,9 +121,9 @@ def html_to_text(html: str) -> tuple[str, str]:
     return " ".join("".join(ex.title).split()), text
 
 
-def _decode_html(path: Path, data: bytes) -> str:
+def _decode_html(path: Path, data: bytes, notes: list[str]) -> str:
     try:
-        return decode_text(path, data)
+        return decode_text(path, data, notes)
     except IngestError:
         m = re.search(rb"charset=[\"']?([\w-]+)", data[:4096], re.I)
         if m:
@@ -135,7 +135,8 @@ def _decode_html(path: Path, data: bytes) -> str:
 
 
 def load_html(path: Path, data: bytes) -> Document:
-    html = _decode_html(path, data)
+    notes: list[str] = []
+    html = _decode_html(path, data, notes)
     if "<" not in html:
         raise IngestError(str(path), "no HTML markup found", "rename it to .txt if it is plain text")
     title, text = html_to_text(html)
@@ -151,4 +152,5 @@ def load_html(path: Path, data: bytes) -> Document:
         text=text,
         content_hash=digest,
         title=title or path.stem,
+        warnings=tuple(notes),
     )

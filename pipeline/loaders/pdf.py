@@ -46,6 +46,7 @@ def load_pdf(path: Path, data: bytes) -> Document:
             pages.append(PageSpan(page=number, span=Span(offset, offset + len(page_text))))
             offset += len(page_text)
         n_pages = len(pages)
+        repaired = bool(pdf.is_repaired)
     text = "".join(parts)
     if n_pages == 0:
         raise IngestError(str(path), "the PDF has no pages", "check that the file is not corrupt")
@@ -55,10 +56,12 @@ def load_pdf(path: Path, data: bytes) -> Document:
             f"no text layer on any of its {n_pages} pages (scanned?)",
             "run OCR first, e.g. 'ocrmypdf in.pdf out.pdf'",
         )
-    warnings = ()
+    warnings: tuple[str, ...] = ()
+    if repaired:
+        warnings += ("the PDF was damaged and PyMuPDF repaired it; check that its text is complete",)
     if empty:
         shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
-        warnings = (f"{len(empty)} page(s) without a text layer (scanned?): {shown}",)
+        warnings += (f"{len(empty)} page(s) without a text layer (scanned?): {shown}",)
     digest = content_hash(data)
     return Document(
         doc_id=doc_id_for(digest),

@@ -15,6 +15,8 @@ _TS = r"(?:(\d{1,3}):)?(\d{1,2}):(\d{2})[,.](\d{1,3})"
 _TIMING = re.compile(rf"^\s*{_TS}\s*-->\s*{_TS}(?:\s+.*)?$")
 _TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")
 _VOICE = re.compile(r"<v(?:\.[\w.-]+)?\s+([^>]+)>")
+# No real recording is this long; a later time is a typo or a broken file.
+MAX_HOURS = 100
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,13 @@ def parse_cues(path: Path, text: str, vtt: bool) -> list[Cue]:
             )
         start = _seconds(*m.group(1, 2, 3, 4))
         end = _seconds(*m.group(5, 6, 7, 8))
+        if max(start, end) > MAX_HOURS * 3600:
+            raise IngestError(
+                str(path),
+                f"cue at line {block_start + timing_at + 1} is timed beyond {MAX_HOURS} hours "
+                f"('{block[timing_at].strip()[:60]}')",
+                "fix its timestamps (hours:minutes:seconds,milliseconds)",
+            )
         if end < start:
             raise IngestError(
                 str(path),
