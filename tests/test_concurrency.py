@@ -136,6 +136,18 @@ def test_reader_during_ingest_keeps_the_live_writers_document(db_url: str, tmp_p
         assert [str(more[0]), "pending"] in state["all"]  # kept, and invisible to readers
         assert state["ready"] == [str(first[0])]
         assert all("delta" not in h for h in state["hits"])
+        # A second ingest of that file leaves it to the live writer and says so.
+        again = subprocess.run(
+            [str(LONGQA), "ingest", str(more[0])], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert again.returncode == 0, again.stderr[-3000:]
+        busy = [line for line in again.stderr.splitlines() if line.startswith("busy")]
+        assert len(busy) == 1, again.stderr[-3000:]
+        assert f"'{more[0]}' is being ingested" in busy[0]
+        assert busy[0].endswith("it lands when that ingest ends")
+        assert "0 ingested, 0 unchanged, 0 failed, 0 chunks added, 1 being ingested by another process" in (
+            again.stderr
+        )
     finally:
         writer.send_signal(signal.SIGCONT)
     out, err = writer.communicate(timeout=600)
