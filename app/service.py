@@ -133,6 +133,7 @@ def build_generator(settings: Settings) -> Generator:
         min_prefix_tokens=cfg.kv_cache_min_tokens,
         engine=cfg.engine,
         safe=cfg.engine_safe,
+        poll=cfg.poll,
         state_dir=settings.model_cache,  # per machine: measured speeds, engine crash records
         log_path=settings.data_dir / "logs" / "engine.log",
     )

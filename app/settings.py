@@ -60,6 +60,15 @@ class LLMSettings(_Section):
         "kernels behind them). Turned on by itself, per machine, after a crash.",
     )
     threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
+    poll: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="How hard llama.cpp's idle threads spin waiting for work (0-100; llama.cpp's "
+        "own default is 50). 0 lets them sleep: when another process shares the cores (the "
+        "embedder, a test run, a second app) spinning threads wait on each other and decode fell "
+        "from 17 to about 1 token/s here; docs/engine.md has the figures.",
+    )
     gpu_layers: int = Field(0, description="Layers offloaded to the GPU by llama.cpp (-1: all).")
     seed: int = Field(0, description="Sampling seed, for reproducible answers.")
     base_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible server.")

@@ -10,7 +10,10 @@ ratio of the default engine to the fastest.
     .venv/bin/python benchmarks/engine_speed.py --engines xllamacpp,xllamacpp-safe --model smollm2-135m
 
 Engines: xllamacpp (the default), native (scripts/build-native-engine.sh), and either with
-"-safe" (fast paths off: no repacked weights, no AMX).
+"-safe" (fast paths off: no repacked weights, no AMX) and/or "-pollN" (idle threads spin at
+level N, 0-100; the default is llm.poll = 0, llama.cpp's own default is 50).
+
+    .venv/bin/python benchmarks/engine_speed.py --engines xllamacpp,xllamacpp-poll50,native,native-poll50
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +47,12 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--competing",
+        type=int,
+        default=0,
+        help="run this many busy processes alongside (a shared machine: an embedder, another job)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args()
 
@@ -52,16 +62,19 @@ def main() -> None:
     text = docs[0].read_text(encoding="utf-8", errors="replace")
     gens: dict[str, LlamaCppGenerator] = {}
     for name in args.engines.split(","):
-        kind, _, safe = name.partition("-")
+        kind, *flags = name.split("-")
+        polls = [int(f[4:]) for f in flags if f.startswith("poll")]
         gens[name] = LlamaCppGenerator(
             path,
             name=args.model,
             context_window=4096,
             threads=args.threads,
             engine=kind,  # type: ignore[arg-type]
-            safe=safe == "safe",
+            safe="safe" in flags,
+            poll=polls[0] if polls else 0,
             state_dir=Path(tempfile.mkdtemp()),
         )
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.competing)]
     any_gen = next(iter(gens.values()))
     words = text.split()
     cut = " ".join(words[: int(args.prompt_tokens * 0.7)])
@@ -84,12 +97,18 @@ def main() -> None:
                 flush=True,
             )
     table = {
-        n: {k: round(statistics.median(v), 1) for k, v in res.items()} | {"engine": gens[n].engine_label}
+        n: {k: round(statistics.median(v), 1) for k, v in res.items()}
+        | {"engine": gens[n].engine_label + f", poll {gens[n]._config.poll}"}
         for n, res in results.items()
     }
     best_p = max(t["prefill"] for t in table.values())  # type: ignore[type-var]
     best_d = max(t["decode"] for t in table.values())  # type: ignore[type-var]
-    print(f"\nCPU: {cpu_summary()}, {args.threads} threads, model {args.model}, median of {args.rounds}")
+    for b in busy:
+        b.kill()
+    print(
+        f"\nCPU: {cpu_summary()}, {args.threads} threads, model {args.model}, median of {args.rounds}, "
+        f"{args.competing} competing busy processes"
+    )
     print("| engine | prefill tok/s | decode tok/s | prefill vs fastest | decode vs fastest |")
     print("|---|---|---|---|---|")
     for t in table.values():

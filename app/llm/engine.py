@@ -136,6 +136,7 @@ class EngineConfig:
     cache_ram_mib: int = 0  # the server's own in-memory prompt cache (the memory tier)
     n_batch: int = 512
     gpu_layers: int = 0
+    poll: int = 0  # 0: idle threads sleep instead of spinning (see llm.poll)
     log_path: Path | None = None
 
     @property
@@ -157,6 +158,7 @@ class EngineConfig:
             "--batch", str(self.n_batch),
             "--cache-ram", str(self.cache_ram_mib),
             "--gpu-layers", str(self.gpu_layers),
+            "--poll", str(self.poll),
         ]  # fmt: skip
         if self.slot_dir is not None:
             common += ["--slot-dir", str(self.slot_dir)]

@@ -59,6 +59,7 @@ def run_native(args: argparse.Namespace) -> int:
         "--slots",
         "--cache-ram", str(args.cache_ram),
         "--n-gpu-layers", str(args.gpu_layers),
+        "--poll", str(args.poll),
         "--no-webui",
     ]  # fmt: skip
     if args.slot_dir:
@@ -89,6 +90,8 @@ def run_xllamacpp(args: argparse.Namespace) -> int:
     p.n_ubatch = args.batch
     p.cpuparams.n_threads = args.threads
     p.cpuparams_batch.n_threads = args.threads_batch
+    p.cpuparams.poll = args.poll
+    p.cpuparams_batch.poll = args.poll
     p.n_gpu_layers = args.gpu_layers
     p.hostnames = ["127.0.0.1"]
     p.port = args.port
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--cache-ram", type=int, default=0)
     ap.add_argument("--gpu-layers", type=int, default=0)
+    ap.add_argument("--poll", type=int, default=0, help="0-100: how hard idle threads spin for work")
     ap.add_argument("--slot-dir", default="")
     ap.add_argument("--parallel", type=int, default=1, help="slots: requests decoded together")
     ap.add_argument("--alias", default="", help="the model name the OpenAI-compatible API answers to")

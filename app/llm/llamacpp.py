@@ -150,6 +150,7 @@ class LlamaCppGenerator(DecodingLoop):
         n_batch: int = 512,
         engine: EngineChoice = "auto",
         safe: bool = False,
+        poll: int = 0,
         state_dir: Path | None = None,
         log_path: Path | None = None,
     ) -> None:
@@ -177,6 +178,7 @@ class LlamaCppGenerator(DecodingLoop):
             cache_ram_mib=(kv_cache.ram_bytes >> 20) if kv_cache is not None else 0,
             n_batch=n_batch,
             gpu_layers=gpu_layers,
+            poll=poll,
             log_path=log_path,
         )
         if kv_cache is not None and kv_cache.directory is not None:
