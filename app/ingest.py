@@ -82,6 +82,15 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class FileLimits:
+    """What one file may cost beyond its bytes (ingest.max_pages, ...); see pipeline.loaders."""
+
+    max_pages: int = 20_000
+    max_media_minutes: float = 600.0
+    max_seconds: float = 1800.0
+
+
+@dataclass(frozen=True)
 class WalkOptions:
     include: tuple[str, ...] = ()  # glob patterns on the path relative to the folder; empty = all
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE  # patterns on any path component, or the relative path
@@ -222,6 +231,7 @@ class Ingestor:
         walk: WalkOptions | None = None,
         lease_s: float = LEASE_S,
         max_chars: int = 50_000_000,
+        limits: FileLimits | None = None,
     ) -> None:
         self.store = store
         self.owner = Owner.current()
@@ -232,6 +242,7 @@ class Ingestor:
         self.chunking = chunking
         self.max_file_bytes = max_file_bytes
         self.max_chars = max_chars
+        self.limits = limits or FileLimits()
         self.asr = asr
         self.walk = walk or WalkOptions()
         warning = truncation_warning(
@@ -319,7 +330,14 @@ class Ingestor:
                 asr = self.asr()
             except Exception as exc:
                 raise IngestError(str(path), f"speech-to-text is not available ({exc})", "") from exc
-        return LoaderOptions(max_bytes=self.max_file_bytes, asr=asr, max_chars=self.max_chars)
+        return LoaderOptions(
+            max_bytes=self.max_file_bytes,
+            asr=asr,
+            max_chars=self.max_chars,
+            max_pages=self.limits.max_pages,
+            max_media_minutes=self.limits.max_media_minutes,
+            max_seconds=self.limits.max_seconds,
+        )
 
     def _ingest_one(
         self, path: Path, report: IngestReport, within: Callable[[str, float], None] | None = None

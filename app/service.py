@@ -15,7 +15,7 @@ from typing import Literal
 
 from app.answering import ModeResult, answer_lc, answer_rag
 from app.catalog import ModelUnavailable, load_catalog, resolve_asr, resolve_embedder, resolve_generator
-from app.ingest import Ingestor, IngestReport, Progress, WalkOptions, reconcile
+from app.ingest import FileLimits, Ingestor, IngestReport, Progress, WalkOptions, reconcile
 from app.llm.base import Generator
 from app.prompts import lc_messages
 from app.router import (
@@ -295,6 +295,7 @@ class QAService:
             walk=WalkOptions(tuple(ing.include), tuple(ing.exclude), follow_links=ing.follow_links),
             max_chars=ing.max_chars,
             lease_s=ing.lease_s,
+            limits=FileLimits(ing.max_pages, ing.max_media_minutes, ing.max_seconds_per_file),
         )
         # No index to update: readers bring their caches up to the store's generation.
         return ingestor.ingest(paths, progress, prune=prune)

@@ -223,6 +223,16 @@ class IngestSettings(_Section):
     max_chars: int = Field(
         50_000_000, description="Documents with more characters of text than this are refused.", ge=1
     )
+    max_pages: int = Field(20_000, description="PDFs with more pages than this are refused.", ge=1)
+    max_media_minutes: float = Field(
+        600.0, description="Audio and video longer than this are refused before transcription.", gt=0
+    )
+    max_seconds_per_file: float = Field(
+        1800.0,
+        description="Reading one file (parsing, transcribing) stops after this many seconds, "
+        "failing that file alone.",
+        gt=0,
+    )
     include: list[str] = Field(
         default_factory=list,
         description="Glob patterns (relative to an ingested folder) a file must match; empty: all.",

@@ -123,3 +123,49 @@ def test_chunking_a_48_mb_single_line_needs_bounded_memory(tmp_path: Path) -> No
     assert n_chunks > 20_000
     assert before_mb < 200, f"making the file alone peaked at {before_mb} MB"
     assert peak_mb < 1000, f"peak RSS {peak_mb} MB (before loading: {before_mb} MB)"
+
+
+def _pdf(path: Path, pages: int) -> Path:
+    import pymupdf
+
+    doc = pymupdf.open()
+    for i in range(pages):
+        doc.new_page().insert_text((72, 72), f"Page {i + 1}: the kestrel hovers over the field.")
+    doc.save(str(path))
+    return path
+
+
+def test_pdfs_over_the_page_cap_are_refused_before_parsing(tmp_path: Path) -> None:
+    p = _pdf(tmp_path / "three.pdf", 3)
+    assert len(load_document(p, LoaderOptions(max_pages=3)).pages) == 3
+    with pytest.raises(IngestError) as err:
+        load_document(p, LoaderOptions(max_pages=2))
+    assert str(err.value) == (
+        f"cannot read '{p}': too many pages (3 > 2); split it, or raise LONGQA_INGEST__MAX_PAGES"
+    )
+
+
+def test_reading_one_file_stops_at_its_time_limit(tmp_path: Path) -> None:
+    p = _pdf(tmp_path / "slow.pdf", 3)
+    with pytest.raises(IngestError, match=r"reading it took over 0 s \(stopped at page 1 of 3\); split it"):
+        load_document(p, LoaderOptions(max_seconds=0))
+
+
+def test_media_over_the_length_cap_is_refused_before_transcribing(tmp_path: Path) -> None:
+    import wave
+
+    pytest.importorskip("av", reason="PyAV comes with the asr extra (pip install 'longqa[asr]')")
+    from pipeline.loaders import ASRConfig
+
+    p = tmp_path / "talk.wav"
+    with wave.open(str(p), "wb") as w:  # 90 s of silence, 8 kHz mono
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 8000 * 90)
+    # No model is loaded for this: the length comes from the header, before any decoding.
+    asr = ASRConfig(model_dir=str(tmp_path / "no-model-here"))
+    with pytest.raises(IngestError) as err:
+        load_document(p, LoaderOptions(asr=asr, max_media_minutes=1))
+    assert "too long to transcribe (2 minutes > 1)" in str(err.value)  # 1.5 minutes, rounded
+    assert "ffmpeg -f segment" in str(err.value)

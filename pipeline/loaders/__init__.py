@@ -13,6 +13,7 @@ from pipeline.errors import IngestError
 from pipeline.loaders.common import read_bytes
 from pipeline.loaders.docx import load_docx
 from pipeline.loaders.html import load_html
+from pipeline.loaders.limits import Deadline
 from pipeline.loaders.media import MEDIA_SUFFIXES, ASRConfig, load_media
 from pipeline.loaders.pdf import load_pdf
 from pipeline.loaders.subtitles import load_subtitles
@@ -30,6 +31,9 @@ class LoaderOptions:
     max_bytes: int = 200_000_000
     asr: ASRConfig | None = None
     max_chars: int = 50_000_000  # characters of text per document, after parsing
+    max_pages: int = 20_000  # pages of a PDF
+    max_media_minutes: float = 600.0  # length of an audio or video file
+    max_seconds: float = 1800.0  # wall time to read one file (checked between pages, segments)
 
 
 def is_supported(path: Path) -> bool:
@@ -64,7 +68,7 @@ def load_document(path: str | Path, options: LoaderOptions | None = None) -> Doc
 
 def _load(p: Path, suffix: str, data: bytes, opts: LoaderOptions) -> Document:
     if suffix == ".pdf":
-        return load_pdf(p, data)
+        return load_pdf(p, data, opts.max_pages, Deadline(str(p), opts.max_seconds))
     if suffix in (".html", ".htm"):
         return load_html(p, data)
     if suffix == ".docx":
@@ -72,7 +76,7 @@ def _load(p: Path, suffix: str, data: bytes, opts: LoaderOptions) -> Document:
     if suffix in (".srt", ".vtt"):
         return load_subtitles(p, data)
     if suffix in MEDIA_SUFFIXES:
-        return load_media(p, data, opts.asr)
+        return load_media(p, data, opts.asr, opts.max_media_minutes, Deadline(str(p), opts.max_seconds))
     return load_text(p, data, media_type=TEXT_SUFFIXES[suffix])  # type: ignore[arg-type]
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from pipeline.errors import IngestError
 from pipeline.loaders.common import content_hash, doc_id_for
+from pipeline.loaders.limits import Deadline
 from pipeline.types import Document, PageSpan, Span
 
 PAGE_SEPARATOR = "\n\n"
 
 
-def load_pdf(path: Path, data: bytes) -> Document:
+def load_pdf(path: Path, data: bytes, max_pages: int = 20_000, deadline: Deadline | None = None) -> Document:
     import pymupdf
 
     try:
@@ -25,11 +26,19 @@ def load_pdf(path: Path, data: bytes) -> Document:
             raise IngestError(
                 str(path), "the PDF is encrypted", "remove the password protection and ingest it again"
             )
+        if pdf.page_count > max_pages:
+            raise IngestError(
+                str(path),
+                f"too many pages ({pdf.page_count:,} > {max_pages:,})",
+                "split it, or raise LONGQA_INGEST__MAX_PAGES",
+            )
         parts: list[str] = []
         pages: list[PageSpan] = []
         empty: list[int] = []
         offset = 0
         for number, page in enumerate(pdf, start=1):
+            if deadline is not None:
+                deadline.check(f"page {number} of {pdf.page_count:,}")
             try:
                 page_text = page.get_text("text", sort=False)
             except Exception as exc:
