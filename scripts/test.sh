@@ -9,6 +9,11 @@ if ! command -v espeak-ng >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
     || echo "could not install espeak-ng: speech tests will be skipped"
 fi
+# qemu-user runs the engine on an emulated AVX2-only CPU (tests/test_engine.py; it skips without).
+if ! command -v qemu-x86_64 >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null) \
+    || echo "could not install qemu-user: the emulated-CPU engine test will be skipped"
+fi
 # Debian's chromium + chromedriver for the app's browser test (tests/e2e; it skips, saying so, without).
 if ! { command -v chromium && command -v chromedriver; } >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \

@@ -167,3 +167,57 @@ def test_the_default_model_loads_and_decodes(model_cache: Path, tmp_path: Path) 
     speeds = json.loads((tmp_path / "engine-speeds.json").read_text())
     assert any("qwen2.5-coder-1.5b" in k for k in speeds)
     gen.close()
+
+
+def _complete(url: str, prompt: str) -> str:
+    import httpx
+
+    body = {"prompt": prompt, "n_predict": 12, "temperature": 0, "seed": 0, "cache_prompt": False}
+    return str(httpx.post(f"{url}/completion", json=body, timeout=600).json()["content"])
+
+
+def test_the_prebuilt_engine_runs_on_an_emulated_avx2_only_cpu(smol_path: Path, tmp_path: Path) -> None:
+    """The default engine under qemu-x86_64 -cpu Haswell (AVX2, FMA, F16C, BMI2; no AVX-512, no
+    VNNI, no AMX): the oldest CPU docs/engine.md promises answers like the host does."""
+    import shutil
+    import subprocess
+
+    import httpx
+
+    from app.llm.engine import _free_port
+
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-x86_64 is not installed (apt-get install qemu-user; scripts/test.sh does)")
+    prompt = "The harbour of Vardo was rebuilt in 1998. Question: when was the harbour rebuilt? Answer:"
+    host = _gen(smol_path, tmp_path)
+    host.count_tokens("x")  # starts the engine on the host CPU
+    assert host._engine is not None
+    expected = _complete(host._engine.url, prompt)
+    host.close()
+    assert "1998" in expected
+
+    port = _free_port()
+    cfg = EngineConfig(smol_path, 1024, threads=2, batch_threads=2)
+    log = (tmp_path / "qemu-engine.log").open("wb")
+    proc = subprocess.Popen(
+        [qemu, "-cpu", "Haswell", *cfg.command(port)],
+        stdin=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 600
+        while True:
+            assert proc.poll() is None, (tmp_path / "qemu-engine.log").read_text(errors="replace")[-2000:]
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the emulated engine did not start in 10 minutes"
+            time.sleep(1)
+        assert _complete(url, prompt) == expected  # same kernels, same greedy answer
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
