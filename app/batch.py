@@ -39,10 +39,10 @@ from app.batch_io import (
     write_table,
 )
 from app.ingest import Progress as IngestProgress
-from app.service import Mode, QAService
+from app.service import QAService
 from app.termtext import shown_name
 from pipeline.loaders.common import content_hash
-from pipeline.types import Answer
+from pipeline.types import Answer, Mode
 
 BASE_COLUMNS = (
     "row",

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.types import MODES
+
 QUESTION_KEYS = ("question", "query", "q")
 DOC_KEYS = ("doc", "document", "file", "doc_id", "source")
 MODE_KEYS = ("mode",)
 ID_KEYS = ("id", "qid", "question_id")
-MODES = ("auto", "rag", "lc")
 OUTPUT_SUFFIXES = (".csv", ".jsonl", ".parquet")
 
 _BAD_BYTES = re.compile("[\udc80-\udcff]")

@@ -27,7 +27,7 @@ from app.llm.base import LLMError
 from app.settings import Settings
 from app.termtext import line, shown_name, shown_text
 from pipeline.store import DocInfo
-from pipeline.types import Answer, Citation
+from pipeline.types import MODES, Answer, Citation, CitationOrigin
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ask long documents; RAG or long context, per question."
@@ -188,7 +188,10 @@ def print_answer(ans: Answer) -> None:
             else f"chars {c.span.start}-{c.span.end}"
         )
         mark = ("verified", "green") if c.verified else ("unverified", "yellow")
-        how = {"repaired": ", moved to the source that supports it", "matched": ", matched by longqa"}
+        how: dict[CitationOrigin, str] = {
+            "repaired": ", moved to the source that supports it",
+            "matched": ", matched by longqa",
+        }
         quote = shown_name(" ".join(c.quote.split()))
         out.print(
             line(
@@ -229,7 +232,7 @@ def ask(
     data_dir: DataDir = None,
 ) -> None:
     """Answer a question from the ingested documents, with citations."""
-    if mode not in ("auto", "rag", "lc"):
+    if mode not in MODES:
         _fail(f"unknown mode '{mode}'; use auto, rag or lc", 2)
     svc = _service(data_dir, model)
     try:
@@ -371,7 +374,7 @@ def batch(
     """Answer a file of questions over a folder of documents; resumable (see docs/batch.md)."""
     from app.batch import BatchError, BatchOptions, RichProgress, run_batch
 
-    if mode not in ("auto", "rag", "lc"):
+    if mode not in MODES:
         _fail(f"unknown mode '{mode}'; use auto, rag or lc", 2)
     svc = _service(data_dir, model)
     opts = BatchOptions(questions, out, docs_dir, mode, concurrency, retry_failed)  # type: ignore[arg-type]

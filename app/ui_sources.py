@@ -12,7 +12,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from app.answering import fmt_time
-from pipeline.types import Citation, Document, Span
+from pipeline.types import Citation, CitationOrigin, Document, Span
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".m4v")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".ogg", ".flac", ".aac", ".opus")
@@ -20,7 +20,7 @@ HIGHLIGHT_RGB = (1.0, 0.86, 0.0)
 
 _MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
-ORIGIN_TEXT = {
+ORIGIN_TEXT: dict[CitationOrigin, str] = {
     "model": "cited by the model",
     "repaired": "the model cited another source; moved to the one that supports the claim",
     "matched": "the model gave no marker; matched to the source that supports the claim",
