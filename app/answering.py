@@ -30,13 +30,13 @@ from app.prompts import (
     NOT_FOUND,
     READ_PART_SYSTEM,
     answer_from_notes_messages,
-    is_refusal,
     lc_messages,
     rag_messages,
     read_part_messages,
     recheck_messages,
     source_label,
 )
+from app.refusals import is_not_found_reply
 from indexes.hybrid import Retrieved
 from pipeline.textspan import sentence_spans
 from pipeline.types import Chunk, Citation, Document, FirstDraft, Span
@@ -160,7 +160,7 @@ def answer_rag(
 
     def cited(out: Generation) -> ModeResult:
         text = out.text or NOT_FOUND
-        refused = is_refusal(text)
+        refused = is_not_found_reply(text)
         shown, cites = cite(text, sources, match_unmarked=not refused)
         return ModeResult(shown, cites, out, refused, strategy="rag")
 
@@ -383,7 +383,7 @@ def _cite_lc(
     # The LC prompt numbers no sources, so any [n] the model writes is meaningless.
     answer = _tidy(strip_markers(raw[: m.start()] if m else raw)) or NOT_FOUND
     evidence = m.group(1).strip().strip("\"'\u201c\u201d ") if m else ""
-    refused = is_refusal(answer)
+    refused = is_not_found_reply(answer)
     if refused:
         return ModeResult(answer, [], gen_out, refused)
     homes = {

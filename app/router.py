@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from app.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier, is_pure_refusal, is_refusal
+from app.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier
+from app.refusals import is_pure_refusal, is_refusal
 from pipeline.types import RouteDecision, RouteFacts
 
 POLICY_PATH = Path(__file__).with_name("router_policy.json")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.llm.base import Generation, Message
-from app.qtype import QuestionTypeClassifier, featurize, is_refusal, train_qtype
+from app.qtype import QuestionTypeClassifier, featurize, train_qtype
+from app.refusals import is_refusal
 from app.router import (
     RetrievalEvidence,
     RouteInputs,
