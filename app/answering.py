@@ -25,6 +25,7 @@ from typing import Literal
 
 from app.citations import Source, cite, locate_quote, make_citation, strip_markers
 from app.llm.base import Generation, Generator, LLMError, Message
+from app.locations import location_text
 from app.prompts import (
     LC_SYSTEM,
     NOT_FOUND,
@@ -60,26 +61,10 @@ class ModeResult:
     first_draft: FirstDraft | None = None  # the answer before its re-check, if there was one
 
 
-def location(doc: Document, span: Span) -> str:
-    pages = doc.pages_for(span)
-    if pages:
-        return f"p. {pages[0]}" if pages[0] == pages[1] else f"pp. {pages[0]}-{pages[1]}"
-    t = doc.time_for(span)
-    if t:
-        return f"{fmt_time(t[0])}-{fmt_time(t[1])}"
-    return f"chars {span.start}-{span.end}"
-
-
 def prompt_location(doc: Document, span: Span) -> str:
     """The location a source label shows the model: pages or times; not character offsets, which
     mean nothing to it (a small model copies them into the answer as page numbers)."""
-    loc = location(doc, span)
-    return "" if loc.startswith("chars ") else loc
-
-
-def fmt_time(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+    return location_text(doc.pages_for(span), doc.time_for(span))
 
 
 # -- RAG -----------------------------------------------------------------------------------

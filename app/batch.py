@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from app.answering import fmt_time
 from app.batch_io import (
     QuestionFile,
     QuestionFileError,
@@ -39,6 +38,7 @@ from app.batch_io import (
     write_table,
 )
 from app.ingest import Progress as IngestProgress
+from app.locations import fmt_time, location_text
 from app.service import QAService
 from app.termtext import shown_name
 from pipeline.loaders.common import content_hash
@@ -347,21 +347,13 @@ def journal_path(out: Path) -> Path:
 # -- answering --------------------------------------------------------------------------------------
 
 
-def _where(pages: tuple[int, int] | None, t: tuple[float, float] | None) -> str:
-    if pages:
-        return f"p. {pages[0]}" if pages[0] == pages[1] else f"pp. {pages[0]}-{pages[1]}"
-    if t:
-        return f"{fmt_time(t[0])}-{fmt_time(t[1])}"
-    return ""
-
-
 def result_of(key: str, ans: Answer, label: str) -> RowResult:
     cites = tuple(
         {
             "n": c.number,
             "doc": label if c.doc_id else Path(c.source_path).name,
             "doc_id": c.doc_id,
-            "where": _where(c.pages, c.time) or f"chars {c.span.start}-{c.span.end}",
+            "where": location_text(c.pages, c.time, c.span),
             "pages": list(c.pages) if c.pages else None,
             "time": list(c.time) if c.time else None,
             "quote": c.quote,

@@ -20,10 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from app.answering import fmt_time
 from app.catalog import ModelUnavailable, load_catalog, package_dir
 from app.ingest import Progress as IngestProgress
 from app.llm.base import LLMError
+from app.locations import location_text
 from app.settings import Settings
 from app.termtext import line, shown_name, shown_text
 from pipeline.store import DocInfo
@@ -178,15 +178,7 @@ def print_answer(ans: Answer) -> None:
     out.print(Text(shown_text(ans.text)), highlight=False)
     out.print(line("\n", (ans.mode.upper(), "bold"), " — ", shown_name(ans.route.reason)), highlight=False)
     for c in ans.citations:
-        where = (
-            f"p. {c.pages[0]}"
-            if c.pages and c.pages[0] == c.pages[1]
-            else f"pp. {c.pages[0]}-{c.pages[1]}"
-            if c.pages
-            else f"at {fmt_time(c.time[0])}-{fmt_time(c.time[1])}"
-            if c.time
-            else f"chars {c.span.start}-{c.span.end}"
-        )
+        where = ("at " if c.time and not c.pages else "") + location_text(c.pages, c.time, c.span)
         mark = ("verified", "green") if c.verified else ("unverified", "yellow")
         how: dict[CitationOrigin, str] = {
             "repaired": ", moved to the source that supports it",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from app.answering import fmt_time
+from app.locations import fmt_time, location_text
 from pipeline.types import Citation, CitationOrigin, Document, Span
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".m4v")
@@ -60,17 +60,8 @@ def link_markers(text: str, turn: int, known: set[int], prefix: str = "src") -> 
 
 
 # -- where a citation points ------------------------------------------------------------
-def fmt_range(t: tuple[float, float]) -> str:
-    return f"{fmt_time(t[0])}–{fmt_time(t[1])}"
-
-
 def location_label(c: Citation) -> str:
-    if c.pages:
-        a, b = c.pages
-        return f"p. {a}" if a == b else f"pp. {a}–{b}"
-    if c.time:
-        return fmt_range(c.time)
-    return f"chars {c.span.start:,}–{c.span.end:,}"
+    return location_text(c.pages, c.time, c.span, typeset=True)
 
 
 def status_label(c: Citation) -> str:
