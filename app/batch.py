@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from app.answer_json import answer_json
 from app.batch_io import (
     QuestionFile,
     QuestionFileError,
@@ -38,7 +39,7 @@ from app.batch_io import (
     write_table,
 )
 from app.ingest import Progress as IngestProgress
-from app.locations import fmt_time, location_text
+from app.locations import fmt_time
 from app.service import QAService
 from app.termtext import shown_name
 from pipeline.loaders.common import content_hash
@@ -348,27 +349,17 @@ def journal_path(out: Path) -> Path:
 
 
 def result_of(key: str, ans: Answer, label: str) -> RowResult:
-    cites = tuple(
-        {
-            "n": c.number,
-            "doc": label if c.doc_id else Path(c.source_path).name,
-            "doc_id": c.doc_id,
-            "where": location_text(c.pages, c.time, c.span),
-            "pages": list(c.pages) if c.pages else None,
-            "time": list(c.time) if c.time else None,
-            "quote": c.quote,
-            "verified": bool(c.verified),
-        }
-        for c in ans.citations
-    )
+    """The journal's record of an answered row: the answer's JSON shape (``app.answer_json``,
+    citations naming the document by ``label``), flattened into the table's columns."""
+    shown = answer_json(ans, doc_label=label)
     u = ans.usage
     return RowResult(
         key=key,
         status="ok",
-        answer=ans.text,
-        mode=ans.mode,
-        reason=ans.route.reason,
-        citations=cites,
+        answer=shown["answer"],
+        mode=shown["mode"],
+        reason=shown["reason"],
+        citations=tuple(shown["citations"]),
         prompt_tokens=u.prompt_tokens,
         completion_tokens=u.completion_tokens,
         cached_tokens=u.cached_tokens,

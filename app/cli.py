@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from app.answer_json import answer_json
 from app.catalog import ModelUnavailable, load_catalog, package_dir
 from app.ingest import Progress as IngestProgress
 from app.llm.base import LLMError
@@ -27,7 +28,7 @@ from app.locations import location_text
 from app.settings import Settings
 from app.termtext import line, shown_name, shown_text
 from pipeline.store import DocInfo
-from pipeline.types import MODES, Answer, Citation, CitationOrigin
+from pipeline.types import MODES, Answer, CitationOrigin
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ask long documents; RAG or long context, per question."
@@ -135,43 +136,6 @@ def ingest(
     console.print(line(report.summary()), highlight=False)
     if report.failed and not (report.ingested or report.unchanged):
         raise typer.Exit(1)
-
-
-def answer_json(ans: Answer) -> dict:  # type: ignore[type-arg]
-    return {
-        "question": ans.question,
-        "answer": ans.text,
-        "mode": ans.mode,
-        "reason": ans.route.reason,
-        "forced": ans.route.forced,
-        "features": ans.route.features,
-        "model": ans.model,
-        "retrieval": ans.retrieval,
-        "citations": [citation_json(c) for c in ans.citations],
-        "usage": asdict(ans.usage),
-        "first_draft": None
-        if ans.first_draft is None
-        else {
-            "answer": ans.first_draft.text,
-            "kept": ans.first_draft.kept,
-            "citations": [citation_json(c) for c in ans.first_draft.citations],
-        },
-    }
-
-
-def citation_json(c: Citation) -> dict:  # type: ignore[type-arg]
-    return {
-        "number": c.number,
-        "doc_id": c.doc_id,
-        "source": c.source_path,
-        "pages": list(c.pages) if c.pages else None,
-        "time": list(c.time) if c.time else None,
-        "span": [c.span.start, c.span.end],
-        "quote": c.quote,
-        "verified": c.verified,
-        "support": c.support,
-        "origin": c.origin,
-    }
 
 
 def print_answer(ans: Answer) -> None:
