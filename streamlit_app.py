@@ -15,6 +15,7 @@ import streamlit as st
 from app import ui_sources as src
 from app.catalog import load_catalog
 from app.llm.base import Generator
+from app.locations import time_range
 from app.safe_mode import allowed_server_path, safe_mode_on, token_ok
 from app.service import build_embedder, build_generator
 from app.settings import Settings
@@ -215,7 +216,7 @@ def citation_panel(lib: Library, lib_key: str, c, turn: int, prefix: str) -> Non
             with page_col:
                 pdf_page(c.source_path, c.pages[0], c.quote)
         elif doc.segments and c.time:
-            st.markdown(f"**{src.fmt_range(c.time)}**")
+            st.markdown(f"**{time_range(c.time, typeset=True)}**")
             st.markdown(src.cues_html(src.cue_lines(doc, c.span)), unsafe_allow_html=True)
             media = src.find_media(c.source_path)
             if media is None:

@@ -25,18 +25,19 @@ from typing import Literal
 
 from app.citations import Source, cite, locate_quote, make_citation, strip_markers
 from app.llm.base import Generation, Generator, LLMError, Message
+from app.locations import location_text
 from app.prompts import (
     LC_SYSTEM,
     NOT_FOUND,
     READ_PART_SYSTEM,
     answer_from_notes_messages,
-    is_refusal,
     lc_messages,
     rag_messages,
     read_part_messages,
     recheck_messages,
     source_label,
 )
+from app.refusals import is_not_found_reply
 from indexes.hybrid import Retrieved
 from pipeline.textspan import sentence_spans
 from pipeline.types import Chunk, Citation, Document, FirstDraft, Span
@@ -60,26 +61,10 @@ class ModeResult:
     first_draft: FirstDraft | None = None  # the answer before its re-check, if there was one
 
 
-def location(doc: Document, span: Span) -> str:
-    pages = doc.pages_for(span)
-    if pages:
-        return f"p. {pages[0]}" if pages[0] == pages[1] else f"pp. {pages[0]}-{pages[1]}"
-    t = doc.time_for(span)
-    if t:
-        return f"{fmt_time(t[0])}-{fmt_time(t[1])}"
-    return f"chars {span.start}-{span.end}"
-
-
 def prompt_location(doc: Document, span: Span) -> str:
     """The location a source label shows the model: pages or times; not character offsets, which
     mean nothing to it (a small model copies them into the answer as page numbers)."""
-    loc = location(doc, span)
-    return "" if loc.startswith("chars ") else loc
-
-
-def fmt_time(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+    return location_text(doc.pages_for(span), doc.time_for(span))
 
 
 # -- RAG -----------------------------------------------------------------------------------
@@ -160,7 +145,7 @@ def answer_rag(
 
     def cited(out: Generation) -> ModeResult:
         text = out.text or NOT_FOUND
-        refused = is_refusal(text)
+        refused = is_not_found_reply(text)
         shown, cites = cite(text, sources, match_unmarked=not refused)
         return ModeResult(shown, cites, out, refused, strategy="rag")
 
@@ -383,7 +368,7 @@ def _cite_lc(
     # The LC prompt numbers no sources, so any [n] the model writes is meaningless.
     answer = _tidy(strip_markers(raw[: m.start()] if m else raw)) or NOT_FOUND
     evidence = m.group(1).strip().strip("\"'\u201c\u201d ") if m else ""
-    refused = is_refusal(answer)
+    refused = is_not_found_reply(answer)
     if refused:
         return ModeResult(answer, [], gen_out, refused)
     homes = {

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from app.answering import fmt_time
+from app.answer_json import answer_json
 from app.batch_io import (
     QuestionFile,
     QuestionFileError,
@@ -39,10 +39,11 @@ from app.batch_io import (
     write_table,
 )
 from app.ingest import Progress as IngestProgress
-from app.service import Mode, QAService
+from app.locations import fmt_time
+from app.service import QAService
 from app.termtext import shown_name
 from pipeline.loaders.common import content_hash
-from pipeline.types import Answer
+from pipeline.types import Answer, Mode
 
 BASE_COLUMNS = (
     "row",
@@ -347,36 +348,18 @@ def journal_path(out: Path) -> Path:
 # -- answering --------------------------------------------------------------------------------------
 
 
-def _where(pages: tuple[int, int] | None, t: tuple[float, float] | None) -> str:
-    if pages:
-        return f"p. {pages[0]}" if pages[0] == pages[1] else f"pp. {pages[0]}-{pages[1]}"
-    if t:
-        return f"{fmt_time(t[0])}-{fmt_time(t[1])}"
-    return ""
-
-
 def result_of(key: str, ans: Answer, label: str) -> RowResult:
-    cites = tuple(
-        {
-            "n": c.number,
-            "doc": label if c.doc_id else Path(c.source_path).name,
-            "doc_id": c.doc_id,
-            "where": _where(c.pages, c.time) or f"chars {c.span.start}-{c.span.end}",
-            "pages": list(c.pages) if c.pages else None,
-            "time": list(c.time) if c.time else None,
-            "quote": c.quote,
-            "verified": bool(c.verified),
-        }
-        for c in ans.citations
-    )
+    """The journal's record of an answered row: the answer's JSON shape (``app.answer_json``,
+    citations naming the document by ``label``), flattened into the table's columns."""
+    shown = answer_json(ans, doc_label=label)
     u = ans.usage
     return RowResult(
         key=key,
         status="ok",
-        answer=ans.text,
-        mode=ans.mode,
-        reason=ans.route.reason,
-        citations=cites,
+        answer=shown["answer"],
+        mode=shown["mode"],
+        reason=shown["reason"],
+        citations=tuple(shown["citations"]),
         prompt_tokens=u.prompt_tokens,
         completion_tokens=u.completion_tokens,
         cached_tokens=u.cached_tokens,

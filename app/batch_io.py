@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.types import MODES
+
 QUESTION_KEYS = ("question", "query", "q")
 DOC_KEYS = ("doc", "document", "file", "doc_id", "source")
 MODE_KEYS = ("mode",)
 ID_KEYS = ("id", "qid", "question_id")
-MODES = ("auto", "rag", "lc")
 OUTPUT_SUFFIXES = (".csv", ".jsonl", ".parquet")
 
 _BAD_BYTES = re.compile("[\udc80-\udcff]")
@@ -310,16 +311,23 @@ def _write_parquet(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    # The citation shape of app/answer_json.py; rows journaled before it had no number, source,
+    # span, support or origin (null here).
     citation = pa.struct(
         [
+            ("number", pa.int32()),
             ("n", pa.int32()),
-            ("doc", pa.string()),
             ("doc_id", pa.string()),
+            ("source", pa.string()),
+            ("doc", pa.string()),
             ("where", pa.string()),
             ("pages", pa.list_(pa.int32())),
             ("time", pa.list_(pa.float64())),
+            ("span", pa.list_(pa.int64())),
             ("quote", pa.string()),
             ("verified", pa.bool_()),
+            ("support", pa.float64()),
+            ("origin", pa.string()),
         ]
     )
     ints = {"row", "line", "tokens", "prompt_tokens", "completion_tokens", "cached_tokens"}

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.textspan import numbers, sentence_spans, terms
-from pipeline.types import Chunk, Citation, Document, Span
+from pipeline.types import Chunk, Citation, CitationOrigin, Document, Span
 
 MIN_SUPPORT = 0.5
 MIN_CLAIM_TERMS = 2
@@ -95,7 +95,7 @@ def best_quote(claim: str, doc: Document, span: Span, max_chars: int = 400) -> S
 
 
 def make_citation(
-    number: int, claim: str, src: Source, origin: str = "model", quote: Span | None = None
+    number: int, claim: str, src: Source, origin: CitationOrigin = "model", quote: Span | None = None
 ) -> Citation:
     doc = src.doc
     quote_span = quote or best_quote(claim, doc, src.span)
@@ -141,7 +141,7 @@ def cite(
     spans = sentence_spans(answer)
     any_marker = any(n in by_number for m in _MARKER.finditer(answer) for n in _marker_numbers(m.group(1)))
     claims: dict[int, list[str]] = {}
-    origins: dict[int, str] = {}
+    origins: dict[int, CitationOrigin] = {}
     shown: list[str] = []
     prev_claim = ""
     cursor = 0
@@ -154,7 +154,7 @@ def cite(
         cited = [n for n in dict.fromkeys(cited) if n in by_number]
         final: list[int] = []
         for n in cited:
-            origin = "model"
+            origin: CitationOrigin = "model"
             if not supports(claim, by_number[n].text):
                 better = _best_source(claim, sources)
                 if better is not None:

@@ -20,14 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from app.answering import fmt_time
+from app.answer_json import answer_json
 from app.catalog import ModelUnavailable, load_catalog, package_dir
 from app.ingest import Progress as IngestProgress
 from app.llm.base import LLMError
+from app.locations import location_text
 from app.settings import Settings
 from app.termtext import line, shown_name, shown_text
 from pipeline.store import DocInfo
-from pipeline.types import Answer, Citation
+from pipeline.types import MODES, Answer, CitationOrigin
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ask long documents; RAG or long context, per question."
@@ -137,58 +138,16 @@ def ingest(
         raise typer.Exit(1)
 
 
-def answer_json(ans: Answer) -> dict:  # type: ignore[type-arg]
-    return {
-        "question": ans.question,
-        "answer": ans.text,
-        "mode": ans.mode,
-        "reason": ans.route.reason,
-        "forced": ans.route.forced,
-        "features": ans.route.features,
-        "model": ans.model,
-        "retrieval": ans.retrieval,
-        "citations": [citation_json(c) for c in ans.citations],
-        "usage": asdict(ans.usage),
-        "first_draft": None
-        if ans.first_draft is None
-        else {
-            "answer": ans.first_draft.text,
-            "kept": ans.first_draft.kept,
-            "citations": [citation_json(c) for c in ans.first_draft.citations],
-        },
-    }
-
-
-def citation_json(c: Citation) -> dict:  # type: ignore[type-arg]
-    return {
-        "number": c.number,
-        "doc_id": c.doc_id,
-        "source": c.source_path,
-        "pages": list(c.pages) if c.pages else None,
-        "time": list(c.time) if c.time else None,
-        "span": [c.span.start, c.span.end],
-        "quote": c.quote,
-        "verified": c.verified,
-        "support": c.support,
-        "origin": c.origin,
-    }
-
-
 def print_answer(ans: Answer) -> None:
     out.print(Text(shown_text(ans.text)), highlight=False)
     out.print(line("\n", (ans.mode.upper(), "bold"), " — ", shown_name(ans.route.reason)), highlight=False)
     for c in ans.citations:
-        where = (
-            f"p. {c.pages[0]}"
-            if c.pages and c.pages[0] == c.pages[1]
-            else f"pp. {c.pages[0]}-{c.pages[1]}"
-            if c.pages
-            else f"at {fmt_time(c.time[0])}-{fmt_time(c.time[1])}"
-            if c.time
-            else f"chars {c.span.start}-{c.span.end}"
-        )
+        where = ("at " if c.time and not c.pages else "") + location_text(c.pages, c.time, c.span)
         mark = ("verified", "green") if c.verified else ("unverified", "yellow")
-        how = {"repaired": ", moved to the source that supports it", "matched": ", matched by longqa"}
+        how: dict[CitationOrigin, str] = {
+            "repaired": ", moved to the source that supports it",
+            "matched": ", matched by longqa",
+        }
         quote = shown_name(" ".join(c.quote.split()))
         out.print(
             line(
@@ -229,7 +188,7 @@ def ask(
     data_dir: DataDir = None,
 ) -> None:
     """Answer a question from the ingested documents, with citations."""
-    if mode not in ("auto", "rag", "lc"):
+    if mode not in MODES:
         _fail(f"unknown mode '{mode}'; use auto, rag or lc", 2)
     svc = _service(data_dir, model)
     try:
@@ -371,7 +330,7 @@ def batch(
     """Answer a file of questions over a folder of documents; resumable (see docs/batch.md)."""
     from app.batch import BatchError, BatchOptions, RichProgress, run_batch
 
-    if mode not in ("auto", "rag", "lc"):
+    if mode not in MODES:
         _fail(f"unknown mode '{mode}'; use auto, rag or lc", 2)
     svc = _service(data_dir, model)
     opts = BatchOptions(questions, out, docs_dir, mode, concurrency, retry_failed)  # type: ignore[arg-type]

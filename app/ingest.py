@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.settings import DEFAULT_EXCLUDE
 from indexes.embedding import Embedder, truncation_warning
 from pipeline.chunking import ChunkingConfig, chunk_document
 from pipeline.errors import IngestError
@@ -41,7 +42,6 @@ from pipeline.tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 1024  # chunks per embed call when a file's progress is reported
-DEFAULT_EXCLUDE = (".*", "__pycache__", "node_modules", "*~", "~$*")
 # Test hook: the ingest stops itself (SIGSTOP) right after staging its first document, so a
 # test can look at the store, or SIGKILL it, at exactly that point.
 STOP_AFTER_STAGE_ENV = "LONGQA_TEST_STOP_AFTER_STAGE"

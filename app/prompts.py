@@ -4,7 +4,6 @@ prompts mark where that prefix ends (``Message.prefix_chars``)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from app.llm.base import Message
@@ -111,17 +110,3 @@ def answer_from_notes_messages(question: str, title: str, notes: str) -> list[Me
         f"Question: {question}\nAnswer, then 'Evidence:' and a sentence quoted in the notes:"
     )
     return [Message("system", ANSWER_FROM_NOTES_SYSTEM), Message("user", user)]
-
-
-_REFUSAL = re.compile(
-    r"(does not say|doesn't say|not (?:mentioned|stated|specified|provided|given|contain)|"
-    r"no (?:information|mention)|cannot (?:be )?(?:answer|determine|found)|"
-    r"can't (?:answer|determine)|unable to (?:answer|determine|find)|"
-    r"(?:is|are) not (?:in|included in) the (?:sources|document|text|notes))",
-    re.IGNORECASE,
-)
-
-
-def is_refusal(answer: str) -> bool:
-    """Whether the answer says the material does not contain the answer."""
-    return bool(_REFUSAL.search(answer[:400]))

@@ -1,5 +1,5 @@
-"""A light question-type classifier (location, reasoning, comparison or likely unanswerable),
-and the detector of answers that say the text does not contain the answer.
+"""A light question-type classifier (location, reasoning, comparison or likely unanswerable).
+(The detectors of answers that say the text does not contain the answer are in ``app.refusals``.)
 
 It runs in well under a millisecond on a CPU: the question becomes a bag of words,
 word pairs and hand-written cues, and a multinomial logistic regression (weights in
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,11 +53,6 @@ CUES: dict[str, re.Pattern[str]] = {
     "in_paper": re.compile(r"^in paper \d+\b|\bin paper \d+,"),
     "has_number": re.compile(r"\d"),
 }
-
-
-def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text).replace("\u2019", "'").replace("\u2018", "'")
-    return " ".join("".join(ch for ch in text if not unicodedata.combining(ch)).lower().split())
 
 
 def featurize(question: str) -> list[str]:
@@ -181,49 +175,3 @@ def train_qtype(
         else:
             coef[row], intercept[row] = model.coef_[k], model.intercept_[k]
     return QuestionTypeClassifier(vocab, coef, intercept, QTYPES)
-
-
-# -- answers that say "not found" (the router's fallback and the eval judge use these) ---------
-
-_NEG = (
-    r"(?:does not|doesn't|do not|don't|did not|didn't|cannot|can't|could not|couldn't|unable to|"
-    r"is not|isn't|are not|aren't|was not|wasn't|were not|weren't|has not|hasn't|have not|haven't|"
-    r"had not|hadn't|never|not)"
-)
-_VERBS = (
-    r"(?:say|state|mention|provide|specify|include|contain|discuss|address|disclose|give|indicate|detail|"
-    r"describe|reveal|report|offer|present|identify|find|determine|answer|know|name|propose|explain|"
-    r"elaborate|outline|list|cover|explore|touch|talk|refer|clarify|suggest|show|exist|"
-    r"be (?:determined|found|answered|inferred|identified)|"
-    r"stated|mentioned|provided|specified|included|contained|discussed|addressed|disclosed|given|"
-    r"indicated|detailed|described|revealed|reported|available|found|known|present|named|listed|"
-    r"covered|explained|outlined|identified|clear|explicit|explicitly|possible to)"
-)
-_REFUSAL = re.compile(
-    rf"\b{_NEG}\s+(?:\w+ly\s+){{0,2}}{_VERBS}\b|"
-    r"\bno (?:mention|information|details?|data|indication|specific|explicit|reference|record|evidence)\b|"
-    r"\bno\b[^.;]{0,60}\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:mentioned|stated|given|provided|specified|"
-    r"named|found|described|indicated|disclosed|discussed|reported)\b|"
-    r"\bthere (?:is|are|was|were) no\b|\bnot (?:enough|sufficient) information\b|\bunspecified\b|"
-    r"\binsufficient information\b|\bunanswerable\b|\bi (?:could not|couldn't|cannot|can't) find\b|"
-    r"\bnone of the (?:chunks|passages|excerpts|sources)\b|\bunknown\b",
-    re.IGNORECASE,
-)
-# A refusal followed by a guess ("..., however it can be inferred that ...") is an answer.
-_SPECULATION = re.compile(
-    r"\b(?:however|but|although|though|that said)\b[^.]{0,80}\b(?:infer|inferred|likely|possibl\w*|may be|"
-    r"might|could be|suggests?|assum\w*|speculat\w*|based on)\b|\bcan be inferred\b|\bit is likely\b|"
-    r"\bpresumably\b|\bprobably\b",
-    re.IGNORECASE,
-)
-
-
-def is_refusal(text: str, head_chars: int = 400) -> bool:
-    """Whether the answer says the material does not contain the answer (checked near its start)."""
-    return bool(_REFUSAL.search(_fold(text)[:head_chars]))
-
-
-def is_pure_refusal(text: str, head_chars: int = 400) -> bool:
-    """A refusal that does not go on to guess an answer anyway."""
-    t = _fold(text)
-    return bool(_REFUSAL.search(t[:head_chars])) and not _SPECULATION.search(t)

@@ -14,7 +14,8 @@ Three layers, in order:
    excerpts do not contain it, and the question does not look like a trick question) or a
    second learned score over the answer's cues sends the question to the whole document.
 
-Every decision carries its features, so the CLI, the JSON output and the UI can show them.
+Every decision carries its facts (``RouteFacts``: typed, what code acts on) and, derived from
+them, its features (a flat mapping that the CLI, the JSON output and the eval reports show).
 See docs/router.md for how the weights were trained and how well they do.
 """
 
@@ -24,12 +25,13 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from app.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier, is_pure_refusal, is_refusal
-from pipeline.types import RouteDecision
+from app.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier
+from app.refusals import is_pure_refusal, is_refusal
+from pipeline.types import RouteDecision, RouteFacts
 
 POLICY_PATH = Path(__file__).with_name("router_policy.json")
 PROFILES_PATH = Path(__file__).with_name("router_profiles.json")
@@ -389,18 +391,16 @@ def route(
     to_read = max(0, x.doc_tokens - x.cached_tokens)
     lc_seconds = to_read / max(x.prefill_tokens_per_s, 1e-6)
     cached = x.cached_tokens >= x.doc_tokens * 0.9 and x.doc_tokens > 0
-    features = {
-        "doc_tokens": float(x.doc_tokens),
-        "window": float(x.window),
-        "capacity": float(capacity),
-        "fill": x.doc_tokens / max(capacity, 1),
-        "cached_tokens": float(x.cached_tokens),
-        "predicted_lc_seconds": round(lc_seconds, 2),
-        "latency_budget_s": x.latency_budget_s,
-    }
-    if x.memory_tokens is not None:
-        features["memory_tokens"] = float(x.memory_tokens)
-        features["memory_bound"] = float(memory_bound)  # GPU memory, not the window, sets capacity
+    facts = RouteFacts(
+        doc_tokens=x.doc_tokens,
+        window=x.window,
+        capacity=capacity,
+        cached_tokens=x.cached_tokens,
+        predicted_lc_seconds=round(lc_seconds, 2),
+        latency_budget_s=x.latency_budget_s,
+        memory_tokens=x.memory_tokens,
+        memory_bound=memory_bound,
+    )
     if x.doc_tokens > capacity:
         limit = (
             "whose KV cache fits the GPU's free memory"
@@ -411,7 +411,7 @@ def route(
             "rag",
             f"the documents have {x.doc_tokens:,} tokens, more than the {capacity:,} {limit}; "
             "retrieving the relevant passages",
-            features,
+            facts,
         )
     if lc_seconds > x.latency_budget_s:
         return RouteDecision(
@@ -419,7 +419,7 @@ def route(
             f"reading all {x.doc_tokens:,} tokens would take about {lc_seconds:,.0f} s at "
             f"{x.prefill_tokens_per_s:,.0f} tokens/s, over the {x.latency_budget_s:,.0f} s budget; "
             "retrieving the relevant passages",
-            features,
+            facts,
         )
     fits = (
         f"the documents ({x.doc_tokens:,} tokens) fit the {x.window:,}-token window"
@@ -430,7 +430,7 @@ def route(
             "lc",
             f"{fits}; reading them whole takes about {lc_seconds:,.0f} s, within the "
             f"{x.latency_budget_s:,.0f} s budget",
-            features,
+            facts,
         )
     policy = policy or load_policy()
     qt = (qtype or load_qtype()).predict(x.question)
@@ -447,33 +447,38 @@ def route(
     p_lc = policy.before.score(feats)
     th = policy.thresholds_for(x.model.name if x.model else "")
     threshold = th.lc_cached if cached else th.lc
-    features.update({k: round(v, 4) for k, v in feats.items()})
-    features.update({"p_lc_better": round(p_lc, 4), "threshold": threshold})
+    facts = replace(
+        facts,
+        policy_inputs={k: round(v, 4) for k, v in feats.items()},
+        p_lc_better=round(p_lc, 4),
+        threshold=threshold,
+    )
     kind = f"{qt.description} question ({qt.probs[qt.label]:.0%})"
     contribs = policy.before.contributions(feats)
     if p_lc >= threshold:
         why = _why(contribs, towards_lc=True, skip=f"q_{qt.label}")
         cost = "reading it whole costs little" if cached else f"worth reading whole (score {p_lc:.2f})"
-        return RouteDecision("lc", f"{kind}; {why + '; ' if why else ''}{fits}; {cost}", features)
+        return RouteDecision("lc", f"{kind}; {why + '; ' if why else ''}{fits}; {cost}", facts)
     why = _why(contribs, towards_lc=False, skip=f"q_{qt.label}")
     extra = "" if cached else f"; reading all {x.doc_tokens:,} tokens costs far more than a few passages"
     return RouteDecision(
         "rag",
         f"{kind}; {why + '; ' if why else ''}long context is not likely enough to do better "
         f"(score {p_lc:.2f} < {threshold:.2f}){extra}; retrieving the relevant passages",
-        features,
+        facts,
     )
 
 
 def cache_could_flip(d: RouteDecision) -> bool:
     """Whether knowing that the documents are cached could turn this RAG decision into LC: they
     fit the window, and either the latency budget or the score's uncached threshold said RAG."""
-    if d.mode != "rag" or d.forced or d.features.get("fill", 2.0) > 1.0:
+    f = d.facts
+    if d.mode != "rag" or d.forced or f is None or f.fill > 1.0:
         return False
-    if "p_lc_better" not in d.features:  # the latency rule decided
-        return d.features.get("predicted_lc_seconds", 0.0) > d.features.get("latency_budget_s", float("inf"))
+    if f.p_lc_better is None:  # the latency rule decided
+        return f.predicted_lc_seconds > f.latency_budget_s
     policy = load_policy()
-    return d.features["p_lc_better"] >= min(
+    return f.p_lc_better >= min(
         policy.thresholds.lc_cached, *(t.lc_cached for t in policy.per_model.values())
     )
 
@@ -504,30 +509,28 @@ def should_fall_back(
     the second score, which also weighs hedges and the first score, clears its threshold.
     """
     policy = policy or load_policy()
-    feats = dict(before.features)
-    if "q_hallu" not in feats:  # a forced or legacy decision: score the question now
+    facts = before.facts
+    if facts is not None and facts.p_lc_better is not None and facts.p_unanswerable is not None:
+        feats, p_before, p_hallu = dict(facts.policy_inputs), facts.p_lc_better, facts.p_unanswerable
+    else:  # a forced or legacy decision: score the question now
         qt = (qtype or load_qtype()).predict(question)
-        feats.update(
-            policy_features(
-                qt,
-                None,
-                doc_tokens=int(feats.get("doc_tokens", 0)),
-                doc_digit_share=None,
-                retrieval=None,
-                cached=False,
-                default_lc_advantage=policy.default_lc_advantage,
-                retrieval_defaults=policy.retrieval_defaults,
-            )
+        feats = policy_features(
+            qt,
+            None,
+            doc_tokens=facts.doc_tokens if facts is not None else 0,
+            doc_digit_share=None,
+            retrieval=None,
+            cached=False,
+            default_lc_advantage=policy.default_lc_advantage,
+            retrieval_defaults=policy.retrieval_defaults,
         )
-        feats["p_lc_better"] = policy.before.score(feats)
-    p_hallu = feats["q_hallu"]
-    after = after_features(feats, feats["p_lc_better"], rag_answer, question)
+        p_before = policy.before.score(feats)
+        p_hallu = feats["q_hallu"]
+    after = after_features(feats, p_before, rag_answer, question)
     p2 = policy.after.score(after)
     th = policy.thresholds_for(model)
     refused = after["ans_refused"] > 0
-    fits = feats.get("fill", 2.0) <= 1.0 and feats.get("predicted_lc_seconds", 0.0) <= feats.get(
-        "latency_budget_s", float("inf")
-    )
+    fits = facts is not None and facts.lc_fits
     target, then = (
         ("lc", "the whole document was read") if fits else ("rag-wide", "three times more passages were read")
     )

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 from app.answering import ModeResult, answer_lc, answer_rag
 from app.catalog import ModelUnavailable, load_catalog, resolve_asr, resolve_embedder, resolve_generator
@@ -41,11 +40,10 @@ from pipeline.chunking import ChunkingConfig
 from pipeline.loaders import ASRConfig
 from pipeline.store import Debris, DocInfo, MetadataStore
 from pipeline.tokens import HFTokenCounter
-from pipeline.types import Answer, Document, RouteDecision, Usage
+from pipeline.types import Answer, Document, Mode, RouteDecision, Usage
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["auto", "rag", "lc"]
 LC_OVERHEAD_TOKENS = 200
 
 
@@ -387,18 +385,20 @@ class QAService:
             auto = route(replace(inputs, cached_tokens=min(n, int(probe(lc_prompt)))))
         if mode == "auto":
             return auto
-        too_long = auto.features["doc_tokens"] > auto.features["capacity"]
+        facts = auto.facts
+        assert facts is not None  # route() always states its facts
+        too_long = facts.doc_tokens > facts.capacity
         if mode == "lc" and too_long and self.settings.llm.lc_overflow == "refuse":
             where = (
                 "the GPU's free memory holds"
-                if auto.features.get("memory_bound")
+                if facts.memory_bound
                 else f"fit the {gen.context_window:,}-token window"
             )
             raise ValueError(
                 f"LC mode was requested but the documents have {n:,} tokens, more than {where}; use "
                 "--mode rag or auto, or set llm.lc_overflow to middle_cut, map_reduce or auto"
             )
-        return RouteDecision(mode, f"{mode.upper()} mode was requested", auto.features, forced=True)
+        return RouteDecision(mode, f"{mode.upper()} mode was requested", facts, forced=True)
 
     def ask(
         self,
@@ -451,7 +451,7 @@ class QAService:
                 decision = RouteDecision(
                     "lc" if fb.target == "lc" else "rag",
                     f"{decision.reason}; then {fb.reason}",
-                    {**decision.features, "fallback_score": round(fb.score, 4)},
+                    replace(decision.facts, fallback_score=round(fb.score, 4)) if decision.facts else None,
                 )
         if result.note:  # LC on documents longer than the window: say what was read
             decision = replace(decision, reason=f"{decision.reason}; {result.note}")

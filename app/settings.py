@@ -19,6 +19,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# Skipped in ingested folders unless the settings say otherwise: hidden files and folders,
+# caches, editor backups and Office lock files (ingest.exclude, app.ingest.WalkOptions).
+DEFAULT_EXCLUDE = (".*", "__pycache__", "node_modules", "*~", "~$*")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -238,7 +242,7 @@ class IngestSettings(_Section):
         description="Glob patterns (relative to an ingested folder) a file must match; empty: all.",
     )
     exclude: list[str] = Field(
-        default_factory=lambda: [".*", "__pycache__", "node_modules", "*~", "~$*"],
+        default_factory=lambda: list(DEFAULT_EXCLUDE),
         description="Glob patterns on any path component (or the relative path) to skip in folders.",
     )
     follow_links: bool = Field(

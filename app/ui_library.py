@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from app.ingest import SUPPORTED_SUFFIXES, IngestReport
 from app.llm.base import Generator
@@ -20,11 +20,10 @@ from app.service import QAService
 from app.settings import Settings
 from app.ui_errors import Problem, explain
 from indexes.embedding import Embedder
-from pipeline.types import Answer
+from pipeline.types import Answer, Mode
 
 SAMPLES = Path(__file__).with_name("samples")
 UPLOAD_TYPES = sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
-Mode = Literal["auto", "rag", "lc"]
 
 
 class RWLock:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from app.answering import fmt_time
-from pipeline.types import Citation, Document, Span
+from app.locations import fmt_time, location_text
+from pipeline.types import Citation, CitationOrigin, Document, Span
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".m4v")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".ogg", ".flac", ".aac", ".opus")
@@ -20,7 +20,7 @@ HIGHLIGHT_RGB = (1.0, 0.86, 0.0)
 
 _MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
-ORIGIN_TEXT = {
+ORIGIN_TEXT: dict[CitationOrigin, str] = {
     "model": "cited by the model",
     "repaired": "the model cited another source; moved to the one that supports the claim",
     "matched": "the model gave no marker; matched to the source that supports the claim",
@@ -60,17 +60,8 @@ def link_markers(text: str, turn: int, known: set[int], prefix: str = "src") -> 
 
 
 # -- where a citation points ------------------------------------------------------------
-def fmt_range(t: tuple[float, float]) -> str:
-    return f"{fmt_time(t[0])}–{fmt_time(t[1])}"
-
-
 def location_label(c: Citation) -> str:
-    if c.pages:
-        a, b = c.pages
-        return f"p. {a}" if a == b else f"pp. {a}–{b}"
-    if c.time:
-        return fmt_range(c.time)
-    return f"chars {c.span.start:,}–{c.span.end:,}"
+    return location_text(c.pages, c.time, c.span, typeset=True)
 
 
 def status_label(c: Citation) -> str:

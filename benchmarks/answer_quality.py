@@ -30,7 +30,8 @@ from pathlib import Path
 
 from app.answering import PROMPT_OVERHEAD, QUESTION_ALLOWANCE, answer_lc
 from app.citations import strip_markers, supports
-from app.prompts import LC_SYSTEM, is_refusal
+from app.prompts import LC_SYSTEM
+from app.refusals import is_not_found_reply
 from app.service import QAService
 from app.settings import Settings
 from eval.judge import DeterministicJudge
@@ -236,7 +237,7 @@ def summary(path: Path) -> None:
             JUDGE.judge(r["question"], r.get("first_draft") or r["answer"], r["gold"], r["task"]).correct
             for r in rows
         ),
-        "refusals": sum(1 for r in rows if is_refusal(r["answer"])),
+        "refusals": sum(1 for r in rows if is_not_found_reply(r["answer"])),
         "by_origin": {
             o: sum(1 for r in rows for c in r["citations"] if c["origin"] == o)
             for o in sorted({c["origin"] for r in rows for c in r["citations"]})

@@ -88,7 +88,7 @@ def main() -> None:
             ms.append((time.perf_counter() - t1) * 1000)
             ret_ms.append((t1 - t0) * 1000)
             both_ms.append(ms[-1] + ret_ms[-1])
-            policy_ran += "p_lc_better" in d.features
+            policy_ran += d.facts is not None and d.facts.p_lc_better is not None
         n = svc.doc_tokens(docs)
         print(
             f"QAService.decide on {args.doc} ({n:,} {args.model} tokens), {len(ms)} questions "

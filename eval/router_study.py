@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.qtype import QTypePrediction, QuestionTypeClassifier, is_refusal, train_qtype
+from app.qtype import QTypePrediction, QuestionTypeClassifier, train_qtype
+from app.refusals import is_refusal
 from app.router import (
     LinearScore,
     ModelProfile,

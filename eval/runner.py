@@ -20,10 +20,12 @@ from app.llm.base import LLMError
 from eval.datasets import EvalItem
 from eval.evidence import SentenceIndex, locate_evidence, retrieval_hit
 from eval.judge import DeterministicJudge, Judge
+from pipeline.types import Mode
 
 log = logging.getLogger(__name__)
 
-MODES = ("rag", "lc", "auto")
+# Every mode, in the order runs and reports list them.
+MODES: tuple[Mode, ...] = ("rag", "lc", "auto")
 RESULTS = "results.jsonl"
 
 
@@ -235,7 +237,7 @@ def run_eval(
                 llm_reason=lv.reason if lv else "",
                 route_reason=ans.route.reason,
                 route_features={k: float(x) for k, x in ans.route.features.items()},
-                fallback="fallback_score" in ans.route.features,
+                fallback=ans.route.facts is not None and ans.route.facts.fallback_score is not None,
                 rechecked=ans.first_draft is not None,
                 citations=len(ans.citations),
                 verified=sum(c.verified for c in ans.citations),

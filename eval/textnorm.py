@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 # Refusal detection lives with the router (app/ must not import eval/); re-exported here.
-from app.qtype import is_pure_refusal, is_refusal  # noqa: F401
+from app.refusals import is_pure_refusal, is_refusal  # noqa: F401
 
 STOPWORDS = frozenset(
     """

@@ -1,5 +1,6 @@
 """Exact inner-product search on GPUs (and CPUs): torch matmul + top-k in memory-sized chunks,
-FAISS on GPUs when faiss-gpu is installed, and one factory that picks between them.
+FAISS on GPUs when faiss-gpu is installed, and ``choose_backend``, which picks between them
+(``indexes.gpu_search`` builds the chosen one over a ``VectorIndex``).
 
 Vectors are expected unit length (cosine similarity as inner product), as the project's embedders
 give them. Nothing here imports project code.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,17 +27,6 @@ class SearchResult:
 
     scores: np.ndarray
     ids: np.ndarray
-
-
-class ExactSearcher(Protocol):
-    name: str
-    dim: int
-
-    def __len__(self) -> int: ...
-
-    def add(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None: ...
-
-    def search(self, queries: np.ndarray, k: int) -> SearchResult: ...
 
 
 def _pad_result(scores: torch.Tensor, ids: torch.Tensor, k: int) -> SearchResult:
@@ -447,23 +437,19 @@ def _has_ids(index: Any) -> bool:
     return type(index).__name__.startswith("IndexIDMap")
 
 
-def make_exact_searcher(dim: int, prefer: str = "auto") -> ExactSearcher:
-    """The exact-search backend: ``auto`` takes faiss-gpu if installed and a GPU is present, else
-    torch on the GPUs, else faiss-cpu, else torch on the CPU; or name one of ``faiss-gpu``,
-    ``torch``, ``faiss-cpu``."""
-    if prefer == "auto":
-        if faiss_gpu_count() > 0:
-            return FaissIndex(dim, gpus=-1)
-        if torch.cuda.is_available():
-            return TorchExactIndex(dim)
-        try:
-            return FaissIndex(dim)
-        except ImportError:
-            return TorchExactIndex(dim, devices=["cpu"])
-    if prefer == "faiss-gpu":
-        return FaissIndex(dim, gpus=-1)
-    if prefer == "torch":
-        return TorchExactIndex(dim)
-    if prefer == "faiss-cpu":
-        return FaissIndex(dim)
-    raise ValueError(f"unknown search backend '{prefer}'; use auto, faiss-gpu, torch or faiss-cpu")
+BACKENDS = ("faiss-gpu", "torch", "faiss-cpu")
+
+
+def choose_backend(prefer: str = "auto") -> str:
+    """The exact-search backend: ``faiss-gpu``, ``torch`` or ``faiss-cpu``. ``auto`` takes the
+    first one available: faiss-gpu if installed and a GPU is present, else torch on CUDA, else
+    FAISS on the CPU; a named one is returned as it is."""
+    if prefer not in ("auto", *BACKENDS):
+        raise ValueError(f"unknown search backend '{prefer}'; use auto, faiss-gpu, torch or faiss-cpu")
+    if prefer != "auto":
+        return prefer
+    if faiss_gpu_count() > 0:
+        return "faiss-gpu"
+    if torch.cuda.is_available():
+        return "torch"
+    return "faiss-cpu"

@@ -1,10 +1,10 @@
 """Exact dense search on GPUs for a :class:`~indexes.vector.VectorIndex`, chosen automatically.
 
 ``GpuSearcher.from_vector_index`` copies a flat index's vectors to the fastest exact backend that
-is there: faiss-gpu when installed and a GPU is present (cloned, sharded across GPUs), else torch
-on the GPUs (fp16 matmul + top-k, :class:`gpu.search.TorchExactIndex`), else the FAISS index
-itself on the CPU. ``search`` has the signature of ``VectorIndex.search``, so a retriever can
-use either.
+is there (:func:`gpu.search.choose_backend`): faiss-gpu when installed and a GPU is present
+(cloned, sharded across GPUs), else torch on the GPUs (fp16 matmul + top-k,
+:class:`gpu.search.TorchExactIndex`), else the FAISS index itself on the CPU. ``search`` has
+the signature of ``VectorIndex.search``, so a retriever can use either.
 """
 
 from __future__ import annotations
@@ -13,23 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gpu.search import FaissIndex, TorchExactIndex, faiss_gpu_count
+from gpu.search import FaissIndex, TorchExactIndex, choose_backend
 from indexes.vector import VectorIndex
-
-
-def choose_backend(prefer: str = "auto") -> str:
-    """``faiss-gpu``, ``torch`` or ``faiss-cpu``; ``auto`` takes the first one available."""
-    import torch
-
-    if prefer not in ("auto", "faiss-gpu", "torch", "faiss-cpu"):
-        raise ValueError(f"unknown search backend '{prefer}'; use auto, faiss-gpu, torch or faiss-cpu")
-    if prefer != "auto":
-        return prefer
-    if faiss_gpu_count() > 0:
-        return "faiss-gpu"
-    if torch.cuda.is_available():
-        return "torch"
-    return "faiss-cpu"
 
 
 def flat_vectors(index: VectorIndex) -> tuple[np.ndarray, np.ndarray]:

@@ -134,7 +134,8 @@ class HybridRetriever:
         if self._searcher is None:
             self._searcher = self.index
             if self.search_backend != "faiss-cpu" and self.index.kind == "flat" and len(self.index):
-                from indexes.gpu_search import GpuSearcher, choose_backend
+                from gpu.search import choose_backend
+                from indexes.gpu_search import GpuSearcher
 
                 if choose_backend(self.search_backend) != "faiss-cpu":
                     self._searcher = GpuSearcher.from_vector_index(self.index, self.search_backend)

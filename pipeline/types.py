@@ -6,8 +6,9 @@ mutated in place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 MediaType = Literal["pdf", "text", "markdown", "html", "docx", "transcript"]
 
@@ -105,15 +106,93 @@ class Hit:
     via: HitVia
 
 
+# What a caller asks for: the router's pick ("auto") or one answering mode forced.
+Mode = Literal["auto", "rag", "lc"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+# What answered: retrieved passages (RAG) or the whole documents in the window (LC).
 RouteMode = Literal["rag", "lc"]
 
 
 @dataclass(frozen=True, slots=True)
+class RouteFacts:
+    """What the router measured and scored for one decision, typed: the values code acts on
+    (the service, ``cache_could_flip``, the Self-Route fallback, eval). Shown to people through
+    :attr:`RouteDecision.features`, which is derived from these and never read back.
+
+    Values are kept exactly as the decision used them: ``predicted_lc_seconds`` rounded to
+    0.01 s, the policy's inputs, ``p_lc_better`` and ``fallback_score`` to 4 places.
+    """
+
+    doc_tokens: int
+    window: int
+    capacity: int  # most document tokens long context can read (window or GPU memory, less reserved)
+    cached_tokens: int
+    predicted_lc_seconds: float
+    latency_budget_s: float
+    # The accelerator's limit on document tokens (None: no such limit known).
+    memory_tokens: int | None = None
+    memory_bound: bool = False  # GPU memory, not the window, sets ``capacity``
+    # The learned score, when it ran (a question was given and the hard limits passed): its
+    # inputs by name (``app.router.policy_features``), P(LC answers better) and the threshold.
+    policy_inputs: Mapping[str, float] = field(default_factory=dict)
+    p_lc_better: float | None = None
+    threshold: float | None = None
+    # Set when the Self-Route fallback answered again: the second score.
+    fallback_score: float | None = None
+
+    @property
+    def fill(self) -> float:
+        """Document tokens as a share of ``capacity`` (over 1: long context cannot read them whole)."""
+        return self.doc_tokens / max(self.capacity, 1)
+
+    @property
+    def lc_fits(self) -> bool:
+        """The documents fit long context's capacity and reading them fits the latency budget."""
+        return self.fill <= 1.0 and self.predicted_lc_seconds <= self.latency_budget_s
+
+    @property
+    def p_unanswerable(self) -> float | None:
+        """The question-type classifier's P(the text cannot answer it), when the policy ran."""
+        return self.policy_inputs.get("q_hallu")
+
+    def explanation(self) -> dict[str, float]:
+        """The facts as a flat name -> number mapping, for people: the CLI's ``--json``
+        ``features``, eval's ``route_features``. Display only: code reads the fields."""
+        shown: dict[str, float] = {
+            "doc_tokens": float(self.doc_tokens),
+            "window": float(self.window),
+            "capacity": float(self.capacity),
+            "fill": self.fill,
+            "cached_tokens": float(self.cached_tokens),
+            "predicted_lc_seconds": self.predicted_lc_seconds,
+            "latency_budget_s": self.latency_budget_s,
+        }
+        if self.memory_tokens is not None:
+            shown["memory_tokens"] = float(self.memory_tokens)
+            shown["memory_bound"] = float(self.memory_bound)
+        shown.update(self.policy_inputs)
+        if self.p_lc_better is not None:
+            shown["p_lc_better"] = self.p_lc_better
+        if self.threshold is not None:
+            shown["threshold"] = self.threshold
+        if self.fallback_score is not None:
+            shown["fallback_score"] = self.fallback_score
+        return shown
+
+
+@dataclass(frozen=True, slots=True)
 class RouteDecision:
+    """The answering mode, why in words, and the facts behind it (None: made without routing)."""
+
     mode: RouteMode
     reason: str
-    features: dict[str, float] = field(default_factory=dict)
+    facts: RouteFacts | None = None
     forced: bool = False
+
+    @property
+    def features(self) -> dict[str, float]:
+        """The facts for display (:meth:`RouteFacts.explanation`); empty without facts."""
+        return self.facts.explanation() if self.facts is not None else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +204,12 @@ class Usage:
     engine: str = ""  # what ran the model, e.g. "xllamacpp 2026.10.11549 (prebuilt, AVX2)"
     prefill_tokens_per_s: float = 0.0  # the engine's speeds as measured on this machine
     decode_tokens_per_s: float = 0.0
+
+
+# How a citation was found. "model": the model's own [n]; "repaired": the model's [n] did not
+# support the claim and the source that does replaced it; "matched": the model gave no marker,
+# the claim was matched to a source; "quote": the model's quote was located in the document.
+CitationOrigin = Literal["model", "repaired", "matched", "quote"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +224,7 @@ class Citation:
     quote: str
     verified: bool
     support: float = 0.0
-    # "model": the model's own [n]; "repaired": the model's [n] did not support the claim and
-    # the source that does replaced it; "matched": the model gave no marker, the claim was
-    # matched to a source; "quote": the model's quote was located in the document.
-    origin: str = "model"
+    origin: CitationOrigin = "model"
 
 
 @dataclass(frozen=True, slots=True)

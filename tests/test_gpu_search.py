@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpu.search import FaissIndex, TorchExactIndex, make_exact_searcher, two_stage_topk
-from indexes.gpu_search import GpuSearcher, choose_backend
+from gpu.search import FaissIndex, TorchExactIndex, choose_backend, two_stage_topk
+from indexes.gpu_search import GpuSearcher
 from indexes.vector import VectorIndex
 
 CUDA = torch.cuda.is_available()
@@ -71,14 +71,20 @@ def test_two_stage_topk_equals_topk() -> None:
     assert torch.equal(v, v2) and torch.equal(i, i2)
 
 
-def test_factory_and_faiss_cpu(data) -> None:  # type: ignore[no-untyped-def]
+def test_backend_choice_and_faiss_cpu(data) -> None:  # type: ignore[no-untyped-def]
     x, ids, q = data
-    searcher = make_exact_searcher(48, "auto")
-    assert searcher.name == ("faiss-cpu" if not CUDA else searcher.name)
+    assert choose_backend("auto") == ("faiss-cpu" if not CUDA else choose_backend("auto"))
+    assert [choose_backend(b) for b in ("faiss-gpu", "torch", "faiss-cpu")] == [
+        "faiss-gpu",
+        "torch",
+        "faiss-cpu",
+    ]
+    searcher = FaissIndex(48)
+    assert searcher.name == "faiss-cpu"
     searcher.add(ids, x)
     np.testing.assert_array_equal(searcher.search(q, 10).ids, brute(x, ids, q, 10))
     with pytest.raises(ValueError, match="unknown search backend"):
-        make_exact_searcher(48, "annoy")
+        choose_backend("annoy")
     if not hasattr(__import__("faiss"), "StandardGpuResources"):
         with pytest.raises(RuntimeError, match="faiss-gpu"):
             FaissIndex(48, gpus=1)

@@ -85,3 +85,10 @@ def test_upload_names_cannot_escape_the_data_dir(tmp_path: Path, name: str, expe
 def test_unusable_upload_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="cannot store an upload"):
         safe_destination(tmp_path, name)
+
+
+def test_the_exclude_default_is_defined_once() -> None:
+    from app.settings import DEFAULT_EXCLUDE, Settings
+
+    assert WalkOptions().exclude == DEFAULT_EXCLUDE
+    assert Settings().ingest.exclude == list(DEFAULT_EXCLUDE)

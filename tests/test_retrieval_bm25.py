@@ -1,13 +1,11 @@
-"""BM25 with scope statistics and bigrams, fusion, and prompt assembly."""
+"""BM25 with scope statistics and bigrams, and fusion."""
 
 from __future__ import annotations
 
 import pytest
 
-from indexes.assembly import assemble
 from indexes.bm25 import Analyzer, BM25Config, BM25Index
 from indexes.fusion import minmax, rrf_fuse, weighted_fuse
-from pipeline.types import Chunk, Span
 
 # Document A (ids 0-2) names its hero everywhere; document B (ids 10-15) is about graves.
 TEXTS = {
@@ -77,30 +75,3 @@ def test_weighted_fusion_scales_each_list_and_floors_missing_scores() -> None:
     assert weighted_fuse([1, 2], [bm25, dense], [0.1, 0.9])[0][0] == 2
     assert list(minmax([3.0, 3.0])) == [0.0, 0.0]
     assert rrf_fuse([[1, 2], [2, 1]], [1.0, 1.0])[0][1] == pytest.approx(1 / 61 + 1 / 62)
-
-
-def _item(doc: str, start: int, rank: int):  # type: ignore[no-untyped-def]
-    class Item:
-        def __init__(self) -> None:
-            self.chunk = Chunk(f"{doc}{start}", doc, "x", Span(start, start + 1), 0, 1)
-            self.rank = rank
-
-    return Item()
-
-
-def test_assembly_orders() -> None:
-    items = [_item("b", 50, 1), _item("a", 10, 2), _item("b", 5, 3), _item("a", 90, 4), _item("b", 70, 5)]
-    assert [i.rank for i in assemble(items, "rank")] == [1, 2, 3, 4, 5]
-    # Document order within each document; documents by their best chunk (b first).
-    doc = assemble(items, "document")
-    assert [(i.chunk.doc_id, i.chunk.span.start) for i in doc] == [
-        ("b", 5),
-        ("b", 50),
-        ("b", 70),
-        ("a", 10),
-        ("a", 90),
-    ]
-    # Strongest at both ends: 1, 3, 5 ... 4, 2.
-    assert [i.rank for i in assemble(items, "ends")] == [1, 3, 5, 4, 2]
-    with pytest.raises(ValueError, match="unknown context order"):
-        assemble(items, "random")  # type: ignore[arg-type]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.llm.base import Generation, Message
-from app.qtype import QuestionTypeClassifier, featurize, is_refusal, train_qtype
+from app.qtype import QuestionTypeClassifier, featurize, train_qtype
+from app.refusals import is_refusal
 from app.router import (
     RetrievalEvidence,
     RouteInputs,
@@ -107,6 +108,7 @@ def test_self_route_fallback() -> None:
     model = "qwen2.5-7b-instruct"
     before = route(inputs(q, model))
     assert before.mode == "rag" and before.features["q_hallu"] < load_policy().max_hallu_for(model)
+    assert before.facts is not None and before.facts.p_unanswerable == before.features["q_hallu"]
     fb = should_fall_back(q, refusal, before, model=model)
     assert fb.rerun and fb.rule and fb.target == "lc" and "Self-Route" in fb.reason
     answered = should_fall_back(q, "It was $2,576,340 [1].", before, model=model)
@@ -233,6 +235,10 @@ def test_service_falls_back_to_the_whole_document(settings, embedder) -> None:  
         assert gen.calls == ["rag", "lc"]
         assert (
             ans.mode == "lc" and "Self-Route" in ans.route.reason and "fallback_score" in ans.route.features
+        )
+        assert (
+            ans.route.facts is not None
+            and ans.route.facts.fallback_score == ans.route.features["fallback_score"]
         )
         assert ans.usage.prompt_tokens > 2000  # both prompts are counted
         gen.calls.clear()
