@@ -318,7 +318,8 @@ class QAService:
         return len(self.store.delete_documents(doc_ids))
 
     # -- answering --------------------------------------------------------------------
-    def _scope(self, doc_ids: Sequence[str] | None) -> list[Document]:
+    def _scope_ids(self, doc_ids: Sequence[str] | None) -> list[str]:
+        """The ready documents a question is asked of: ``doc_ids`` or all of them."""
         ready = [d.doc_id for d in self.documents()]
         ids = list(doc_ids) if doc_ids else ready
         if not ids:
@@ -326,7 +327,29 @@ class QAService:
         unknown = sorted(set(ids) - set(ready))
         if unknown:
             raise DocumentNotFound(unknown[0])
-        return [self.store.get_document(i) for i in ids]
+        return ids
+
+    def _scope(self, doc_ids: Sequence[str] | None) -> list[Document]:
+        return [self.store.get_document(i) for i in self._scope_ids(doc_ids)]
+
+    def retrieve(
+        self, question: str, *, k: int | None = None, doc_ids: Sequence[str] | None = None
+    ) -> list[Retrieved]:
+        """The passages RAG answers ``question`` from, best first (``k``: ``retrieval.top_k``),
+        from the ready documents or ``doc_ids``; no model is loaded but the embedder. Raises
+        like ``ask`` on an empty library or an unknown document."""
+        question = self._question(question)
+        ids = self._scope_ids(doc_ids)
+        return self.retriever.retrieve(question, k=k or self.settings.retrieval.top_k, doc_ids=ids)
+
+    @staticmethod
+    def _question(question: str) -> str:
+        question = question.strip()
+        if not question:
+            raise EmptyQuestion()
+        if len(question) > MAX_QUESTION_CHARS:
+            raise QuestionTooLong(len(question), MAX_QUESTION_CHARS)
+        return question
 
     def doc_tokens(self, docs: Sequence[Document]) -> int:
         total = 0
@@ -422,11 +445,7 @@ class QAService:
         """Answer with citations. ``on_text`` receives the answer's text as it is decoded (a
         preview: the returned answer is the one with checked citations); ``on_restart`` is told
         why, when the Self-Route fallback discards a streamed RAG answer and answers again."""
-        question = question.strip()
-        if not question:
-            raise EmptyQuestion()
-        if len(question) > MAX_QUESTION_CHARS:
-            raise QuestionTooLong(len(question), MAX_QUESTION_CHARS)
+        question = self._question(question)
         t0 = time.perf_counter()
         docs = self._scope(doc_ids)
         hits: list[Retrieved] | None = None
