@@ -13,6 +13,9 @@ layer above can too; ``app.catalog.ModelUnavailable``, ``app.llm.base.LLMError``
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 
 class LongqaError(Exception):
     """An error with its fix. ``str(err)`` is ``<headline>; <fix>`` (or the headline alone)."""
@@ -137,3 +140,20 @@ class ConfigNotFound(FileMissing):
 
 class UploadRejected(LongqaError, ValueError):
     """An uploaded file's name cannot be stored safely."""
+
+
+class MissingExtra(LongqaError, ImportError):
+    """A feature needs a package of an optional extra that is not installed."""
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        self.package, self.extra = package, extra
+        super().__init__(f"{what} needs {package}, which is not installed", f"pip install 'longqa[{extra}]'")
+
+
+def import_extra(module: str, extra: str, what: str, package: str = "") -> Any:
+    """``importlib.import_module(module)``, or MissingExtra naming the extra that installs it
+    (``package``: the distribution's name, where it is not the module's)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtra(what, package or module.split(".")[0], extra) from exc

@@ -4,6 +4,8 @@ replaced, and the app renders it from its type, never from its text."""
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from pipeline.errors import (
     PromptTooLong,
     QuestionTooLong,
 )
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port
 
 
 def test_typed_errors_are_still_the_builtins_they_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,3 +126,31 @@ def test_an_unreachable_server_says_so_with_the_fix_for_each_front_door() -> Non
         f"Check that the server at {url} is running and serves the model 'some-model', "
         "or switch the backend to the embedded llama.cpp in the sidebar."
     )
+
+
+def test_a_missing_extra_is_named_in_one_line(tmp_path: Path) -> None:
+    """Without matplotlib (the 'eval' extra) 'longqa eval' stops before any work, saying what to
+    install; the same for the router's training without scikit-learn."""
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; sys.modules['sklearn.linear_model'] = None\n"
+        "from pipeline.errors import MissingExtra\n"
+        "from app.qtype import train_qtype\n"
+        "try:\n"
+        "    train_qtype(['why?'], ['reasoning'])\n"
+        "except MissingExtra as exc:\n"
+        "    print(exc)\n"
+        "from app.cli import main\n"
+        f"sys.argv = ['longqa', 'eval', {str(tmp_path / 'q.jsonl')!r}, '--out', {str(tmp_path / 'out')!r}]\n"
+        "main()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.stdout.strip() == (
+        "training the question-type classifier needs scikit-learn, which is not installed; "
+        "pip install 'longqa[eval]'"
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: 'longqa eval' (its report's plots) needs matplotlib, which is not installed; "
+        "pip install 'longqa[eval]'"
+    )
+    assert not (tmp_path / "out").exists()  # nothing was run
