@@ -3,8 +3,8 @@
 # is xllamacpp, a prebuilt portable llama.cpp (docs/engine.md). About 2 minutes on 2 cores.
 # Usage: bash scripts/setup.sh [EXTRAS]   (default extras: app,asr,eval,dev)
 # Extras (pyproject.toml): app (Streamlit), asr (speech-to-text), eval ('longqa eval' plots and
-# the router's training), postgres, native, gpu, dev (test tools; it brings eval too, which
-# the tests cover).
+# the router's training), llama-index (app/integrations/llamaindex.py), postgres, native, gpu,
+# dev (test tools; it brings eval and llama-index too, which the tests cover).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-app,asr,eval,dev}"
