@@ -39,12 +39,12 @@ class LongqaError(Exception):
     def line(self) -> str:
         return f"{self.headline}; {self.fix}" if self.fix else self.headline
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Any, ...]:
         # Pickle by attributes: subclasses' constructors take other arguments than ``args``.
         return _rebuild, (type(self), self.args, self.__dict__)
 
 
-def _rebuild(cls: type[LongqaError], args: tuple, state: dict) -> LongqaError:  # type: ignore[type-arg]
+def _rebuild(cls: type[LongqaError], args: tuple[Any, ...], state: dict[str, Any]) -> LongqaError:
     err = cls.__new__(cls)
     err.args = args
     err.__dict__.update(state)
