@@ -39,6 +39,7 @@ from app.prompts import (
 )
 from app.refusals import is_not_found_reply
 from indexes.hybrid import Retrieved
+from pipeline.errors import PromptTooLong
 from pipeline.textspan import sentence_spans
 from pipeline.types import Chunk, Citation, Document, FirstDraft, Span
 
@@ -223,9 +224,9 @@ def lc_plan(doc_tokens: int, capacity: int, overflow: LCOverflow) -> str:
     if doc_tokens <= capacity:
         return "full"
     if overflow == "refuse":
-        raise ValueError(
-            f"the documents have {doc_tokens:,} tokens, more than the {capacity:,} that fit the window; "
-            "use RAG mode, or set llm.lc_overflow to middle_cut, map_reduce or auto"
+        raise PromptTooLong(
+            f"the documents have {doc_tokens:,} tokens, more than the {capacity:,} that fit the window",
+            "use RAG mode, or set llm.lc_overflow to middle_cut, map_reduce or auto",
         )
     if overflow == "auto":
         return "middle_cut" if 1 - capacity / doc_tokens <= AUTO_CUT_MAX_DROP else "map_reduce"
@@ -249,10 +250,10 @@ def answer_lc(
 ) -> ModeResult:
     capacity = lc_capacity(gen, question, max_tokens, len(docs))
     if capacity < 256:
-        raise ValueError(
+        raise PromptTooLong(
             f"{gen.name}: a {gen.context_window:,}-token window leaves {capacity} tokens for the document "
-            f"after the instructions, the question and {max_tokens} answer tokens; lower llm.max_tokens, "
-            "use RAG mode or a model with a larger window"
+            f"after the instructions, the question and {max_tokens} answer tokens",
+            "lower llm.max_tokens, use RAG mode or a model with a larger window",
         )
     counts = [gen.count_tokens(d.text) for d in docs]
     plan = lc_plan(sum(counts), capacity, overflow)

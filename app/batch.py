@@ -42,6 +42,7 @@ from app.ingest import Progress as IngestProgress
 from app.locations import fmt_time
 from app.service import QAService
 from app.termtext import shown_name
+from pipeline.errors import LongqaError, NothingIngested
 from pipeline.loaders.common import content_hash
 from pipeline.types import Answer, Mode
 
@@ -70,7 +71,7 @@ BASE_COLUMNS = (
 )
 
 
-class BatchError(ValueError):
+class BatchError(LongqaError, ValueError):
     """The run cannot start (no documents, unreadable questions file, output busy)."""
 
 
@@ -254,7 +255,7 @@ def collect_documents(
     if folder is None:
         library = [DocRef(d.doc_id, Path(d.source_path).name, d.source_path) for d in svc.documents()]
         if not library:
-            raise BatchError("nothing is ingested yet; pass --docs FOLDER or run 'longqa ingest PATH' first")
+            raise BatchError(NothingIngested.reason, "pass --docs FOLDER or run 'longqa ingest PATH' first")
         return DocumentSet(library), notes
     if not folder.exists():
         raise BatchError(f"documents folder '{folder}' does not exist")
@@ -323,7 +324,7 @@ class Journal:
         except BlockingIOError as exc:
             self._fh.close()
             raise BatchError(
-                f"another batch run is writing '{self.path}'; wait for it or choose another --out"
+                f"another batch run is writing '{self.path}'", "wait for it or choose another --out"
             ) from exc
 
     def append(self, rec: RowResult) -> None:
@@ -440,7 +441,7 @@ def run_batch(
         out = check_output_path(opts.out)
         qf = read_questions(opts.questions)
     except QuestionFileError as exc:
-        raise BatchError(str(exc)) from exc
+        raise BatchError(exc.reason, exc.fix) from exc
     concurrency, conc_note = effective_concurrency(svc, opts.concurrency)
     journal = Journal(journal_path(out))  # first: a second run on the same output stops here
     try:

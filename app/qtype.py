@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import import_extra
+
 QTYPES = ("location", "reasoning", "comp", "hallu")
 QTYPE_WORDS = {
     "location": "single-fact lookup",
@@ -145,8 +147,11 @@ class QuestionTypeClassifier:
 def train_qtype(
     questions: Sequence[str], labels: Sequence[str], *, c: float = 2.0, min_count: int = 2
 ) -> QuestionTypeClassifier:
-    """Fit the classifier (needs scikit-learn). Features seen fewer than ``min_count`` times are dropped."""
-    from sklearn.linear_model import LogisticRegression
+    """Fit the classifier (needs scikit-learn, the 'eval' extra). Features seen fewer than
+    ``min_count`` times are dropped."""
+    linear = import_extra(
+        "sklearn.linear_model", "eval", "training the question-type classifier", "scikit-learn"
+    )
 
     unknown = sorted(set(labels) - set(QTYPES))
     if unknown:
@@ -163,7 +168,7 @@ def train_qtype(
             j = vocab.get(f)
             if j is not None:
                 x[i, j] = 1.0
-    model = LogisticRegression(C=c, max_iter=2000)
+    model = linear.LogisticRegression(C=c, max_iter=2000)
     model.fit(x, list(labels))
     coef = np.zeros((len(QTYPES), len(vocab)))
     intercept = np.full(len(QTYPES), -30.0)  # a type never seen in training gets ~0 probability

@@ -13,7 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from app.answering import ModeResult, answer_lc, answer_rag
-from app.catalog import ModelUnavailable, load_catalog, resolve_asr, resolve_embedder, resolve_generator
+from app.catalog import (
+    ModelUnavailable,
+    generator_unavailable,
+    load_catalog,
+    resolve_asr,
+    resolve_embedder,
+    resolve_generator,
+)
 from app.ingest import FileLimits, Ingestor, IngestReport, Progress, WalkOptions, reconcile
 from app.llm.base import Generator
 from app.prompts import lc_messages
@@ -28,8 +35,7 @@ from app.router import (
     route,
     should_fall_back,
 )
-from app.settings import Settings
-from gpu.device import resolve_device
+from app.settings import Settings, setting_device
 from indexes.bm25 import BM25Config
 from indexes.cache import VectorCache, upgrade_legacy_store
 from indexes.embedding import Embedder, SentenceTransformerEmbedder
@@ -37,6 +43,7 @@ from indexes.hybrid import HybridRetriever, RetrievalConfig, Retrieved
 from indexes.rerank import make_reranker
 from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig
+from pipeline.errors import DocumentNotFound, EmptyQuestion, NothingIngested, PromptTooLong, QuestionTooLong
 from pipeline.loaders import ASRConfig
 from pipeline.store import Debris, DocInfo, MetadataStore
 from pipeline.tokens import HFTokenCounter
@@ -50,7 +57,7 @@ LC_OVERHEAD_TOKENS = 200
 def build_embedder(settings: Settings) -> Embedder:
     cat = load_catalog()
     name = settings.embedding.model
-    device = resolve_device(settings.embedding.device)
+    device = setting_device("embedding.device", settings.embedding.device)
     if name in cat.embedders:
         spec = cat.embedders[name]
         return SentenceTransformerEmbedder(
@@ -74,8 +81,8 @@ def build_embedder(settings: Settings) -> Embedder:
             packed_gpu=settings.embedding.packed_gpu,
         )
     raise ModelUnavailable(
-        f"unknown embedding model '{name}'; use one of {', '.join(cat.embedders)} or a local "
-        "sentence-transformers directory"
+        f"unknown embedding model '{name}'",
+        f"use one of {', '.join(cat.embedders)} or a local sentence-transformers directory",
     )
 
 
@@ -153,9 +160,10 @@ def build_generator(settings: Settings) -> Generator:
             prefill_tokens_per_s=cfg.prefill_tokens_per_s or 50.0,
             **common,  # type: ignore[arg-type]
         )
-    raise ModelUnavailable(
-        f"unknown model '{cfg.model}'; use one of {', '.join(cat.generators)}, a path to a .gguf file, "
-        "or llm.backend=transformers with a Hugging Face model directory"
+    raise generator_unavailable(
+        f"unknown model '{cfg.model}'",
+        f"use one of {', '.join(cat.generators)}, a path to a .gguf file, "
+        "or llm.backend=transformers with a Hugging Face model directory",
     )
 
 
@@ -254,7 +262,7 @@ class QAService:
                     r.reranker,
                     embedder=self.embedder,
                     path=r.reranker_path,
-                    device=resolve_device(self.settings.embedding.device),
+                    device=setting_device("embedding.device", self.settings.embedding.device),
                 ),
                 search_backend=r.search_backend,
                 cache=self.cache,
@@ -271,7 +279,10 @@ class QAService:
         elif Path(ing.asr_model).is_dir():
             model_dir = Path(ing.asr_model)
         else:
-            raise ModelUnavailable(f"unknown speech model '{ing.asr_model}'; use one of {', '.join(cat.asr)}")
+            raise ModelUnavailable(
+                f"unknown speech model '{ing.asr_model}'",
+                f"set ingest.asr_model to one of {', '.join(cat.asr)} or a model directory",
+            )
         return ASRConfig(str(model_dir), threads=ing.asr_threads, language=ing.asr_language)
 
     def ingest(
@@ -305,18 +316,38 @@ class QAService:
         return len(self.store.delete_documents(doc_ids))
 
     # -- answering --------------------------------------------------------------------
-    def _scope(self, doc_ids: Sequence[str] | None) -> list[Document]:
+    def _scope_ids(self, doc_ids: Sequence[str] | None) -> list[str]:
+        """The ready documents a question is asked of: ``doc_ids`` or all of them."""
         ready = [d.doc_id for d in self.documents()]
         ids = list(doc_ids) if doc_ids else ready
         if not ids:
-            raise LookupError("nothing is ingested yet; run 'longqa ingest PATH' first")
+            raise NothingIngested()
         unknown = sorted(set(ids) - set(ready))
         if unknown:
-            raise LookupError(
-                f"document '{unknown[0]}' is not ingested (or its ingest has not finished); "
-                "see 'longqa docs' for the ingested documents"
-            )
-        return [self.store.get_document(i) for i in ids]
+            raise DocumentNotFound(unknown[0])
+        return ids
+
+    def _scope(self, doc_ids: Sequence[str] | None) -> list[Document]:
+        return [self.store.get_document(i) for i in self._scope_ids(doc_ids)]
+
+    def retrieve(
+        self, question: str, *, k: int | None = None, doc_ids: Sequence[str] | None = None
+    ) -> list[Retrieved]:
+        """The passages RAG answers ``question`` from, best first (``k``: ``retrieval.top_k``),
+        from the ready documents or ``doc_ids``; no model is loaded but the embedder. Raises
+        like ``ask`` on an empty library or an unknown document."""
+        question = self._question(question)
+        ids = self._scope_ids(doc_ids)
+        return self.retriever.retrieve(question, k=k or self.settings.retrieval.top_k, doc_ids=ids)
+
+    @staticmethod
+    def _question(question: str) -> str:
+        question = question.strip()
+        if not question:
+            raise EmptyQuestion()
+        if len(question) > MAX_QUESTION_CHARS:
+            raise QuestionTooLong(len(question), MAX_QUESTION_CHARS)
+        return question
 
     def doc_tokens(self, docs: Sequence[Document]) -> int:
         total = 0
@@ -394,9 +425,11 @@ class QAService:
                 if facts.memory_bound
                 else f"fit the {gen.context_window:,}-token window"
             )
-            raise ValueError(
-                f"LC mode was requested but the documents have {n:,} tokens, more than {where}; use "
-                "--mode rag or auto, or set llm.lc_overflow to middle_cut, map_reduce or auto"
+            overflow = "set llm.lc_overflow to middle_cut, map_reduce or auto"
+            raise PromptTooLong(
+                f"LC mode was requested but the documents have {n:,} tokens, more than {where}",
+                f"use --mode rag or auto, or {overflow}",
+                app_fix=f"Use RAG or Auto mode, or {overflow}.",
             )
         return RouteDecision(mode, f"{mode.upper()} mode was requested", facts, forced=True)
 
@@ -412,14 +445,7 @@ class QAService:
         """Answer with citations. ``on_text`` receives the answer's text as it is decoded (a
         preview: the returned answer is the one with checked citations); ``on_restart`` is told
         why, when the Self-Route fallback discards a streamed RAG answer and answers again."""
-        question = question.strip()
-        if not question:
-            raise ValueError("the question is empty")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise ValueError(
-                f"the question is {len(question):,} characters long, over the {MAX_QUESTION_CHARS:,} "
-                "a question may have; shorten it, or save the long text as a file, ingest it and ask about it"
-            )
+        question = self._question(question)
         t0 = time.perf_counter()
         docs = self._scope(doc_ids)
         hits: list[Retrieved] | None = None

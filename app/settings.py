@@ -11,13 +11,15 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from pipeline.errors import BadSetting, ConfigNotFound
 
 # Skipped in ingested folders unless the settings say otherwise: hidden files and folders,
 # caches, editor backups and Office lock files (ingest.exclude, app.ingest.WalkOptions).
@@ -322,7 +324,7 @@ class Settings(BaseSettings):
         if config.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         elif "LONGQA_CONFIG" in os.environ:
-            raise FileNotFoundError(f"LONGQA_CONFIG points at '{config}', which does not exist")
+            raise ConfigNotFound(str(config))
         return tuple(sources)
 
     @property
@@ -334,3 +336,39 @@ class Settings(BaseSettings):
     @property
     def index_path(self) -> Path:
         return self.data_dir / "index.faiss"
+
+
+def settings_error(exc: ValidationError) -> BadSetting:
+    """A pydantic error about settings as one BadSetting: the settings and what is wrong, and
+    where to correct them (the config file or the ``LONGQA_*`` variable; the app's sidebar)."""
+    errors = exc.errors()
+    names = [".".join(str(p) for p in e.get("loc", ())) for e in errors[:3]]
+    parts = [f"{n}: {e.get('msg', '')}" for n, e in zip(names, errors)]
+    first = [str(p) for p in errors[0].get("loc", ()) if isinstance(p, str)] if errors else []
+    env = "LONGQA_" + "__".join(first).upper() if first else "the LONGQA_* variable"
+    return BadSetting(
+        names[0] if names else "",
+        "a setting is not valid (" + "; ".join(parts) + ")",
+        f"correct it in longqa.toml or {env}",
+        app_fix="Correct the value in the sidebar.",
+    )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and the config file; a bad value is a BadSetting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise settings_error(exc) from exc
+
+
+def setting_device(name: str, value: str | None) -> str:
+    """``gpu.device.resolve_device`` for the setting ``name``: a device that cannot be used is
+    a BadSetting naming the setting."""
+    from gpu.device import resolve_device
+
+    try:
+        return resolve_device(value)
+    except ValueError as exc:
+        reason, _, fix = str(exc).partition("; ")
+        raise BadSetting(name, f"{name}: {reason}", fix or f"set {name} to auto or cpu") from exc

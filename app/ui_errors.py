@@ -9,10 +9,11 @@ import errno
 import logging
 from dataclasses import dataclass
 
-from app.catalog import ModelUnavailable
+from pydantic import ValidationError
+
 from app.llm.base import LLMError
-from app.settings import Settings
-from pipeline.errors import IngestError
+from app.settings import Settings, settings_error
+from pipeline.errors import LongqaError
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,20 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] if text else "Something went wrong"
 
 
+def _fix(text: str) -> str:
+    """A fix as a sentence: capitalised, with its full stop."""
+    return f"{_sentence(text)}." if text.strip() else ""
+
+
 def explain(exc: BaseException, settings: Settings | None = None) -> Problem:
-    """A one-paragraph explanation of ``exc`` with the fix; unexpected errors are logged."""
-    llm = settings.llm if settings else None
-    if isinstance(exc, LLMError):
+    """A one-paragraph explanation of ``exc`` with the fix; unexpected errors are logged.
+
+    Typed errors (``pipeline.errors.LongqaError``) carry their own reason and fix: shown as they
+    are, the fix in the app's words (``app_fix``). Builtin errors get a fix by their type."""
+    if isinstance(exc, ValidationError):  # pydantic: a setting out of range
+        exc = settings_error(exc)
+    if isinstance(exc, LLMError) and not exc.fix:  # the backend failed and did not say what to do
+        llm = settings.llm if settings else None
         if llm is not None and llm.backend == "openai":
             fix = (
                 f"Check that the server at {llm.base_url} is running and serves the model '{llm.model}', "
@@ -42,31 +53,15 @@ def explain(exc: BaseException, settings: Settings | None = None) -> Problem:
             )
         else:
             fix = "Try a smaller model in the sidebar, or a shorter question scope."
-        return Problem(_sentence(str(exc)), fix)
-    if isinstance(exc, ModelUnavailable):
-        return Problem(_sentence(str(exc)), "Pick an installed model in the sidebar (see 'longqa models').")
-    if isinstance(exc, IngestError):
-        return Problem(
-            _sentence(exc.reason and f"cannot read '{exc.path}': {exc.reason}"), _sentence(exc.fix)
-        )
-    if isinstance(exc, LookupError) and "nothing is ingested" in str(exc):
-        return Problem(
-            "Nothing is in the library yet",
-            "Add documents on the Library tab, or load the bundled samples there.",
-        )
+        return Problem(_sentence(exc.headline), fix)
+    if isinstance(exc, LongqaError):
+        return Problem(_sentence(exc.headline), _fix(exc.app_fix))
     if isinstance(exc, FileNotFoundError):
         return Problem(_sentence(str(exc)), "Check the path; it is read on the server, not on your computer.")
     if isinstance(exc, PermissionError):
         return Problem(_sentence(str(exc)), "Give the server process read access, or choose another path.")
-    if type(exc).__name__ == "ValidationError":  # pydantic: a setting out of range
-        errors: list[dict] = getattr(exc, "errors", lambda: [])()
-        parts = [f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in errors[:3]]
-        return Problem(
-            "A setting is not valid (" + "; ".join(parts) + ")", "Correct the value in the sidebar."
-        )
     if isinstance(exc, ValueError):
-        text = str(exc).replace("--mode rag or auto", "RAG or Auto mode")
-        return Problem(_sentence(text), "")
+        return Problem(_sentence(str(exc)), "")
     if isinstance(exc, MemoryError):
         return Problem(
             "The server ran out of memory",

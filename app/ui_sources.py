@@ -12,6 +12,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from app.locations import fmt_time, location_text
+from pipeline.errors import FileMissing
 from pipeline.types import Citation, CitationOrigin, Document, Span
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".m4v")
@@ -246,8 +247,8 @@ def render_pdf_page(
 
     path = Path(pdf_path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"the PDF '{path}' is no longer there; put it back or ingest it again to see its pages"
+        raise FileMissing(
+            f"the PDF '{path}' is no longer there", "put it back or ingest it again to see its pages"
         )
     with pymupdf.open(path) as pdf:
         if not 1 <= page <= pdf.page_count:

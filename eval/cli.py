@@ -26,8 +26,9 @@ from app.termtext import line, shown_name
 from eval.datasets import load_dataset
 from eval.lara import KINDS, TASKS
 from eval.metrics import compute
-from eval.report import write_report
+from eval.report import PLOTS_NEED, write_report
 from eval.runner import MODES, RESULTS, ResultStore, RunOptions, run_eval
+from pipeline.errors import import_extra
 
 app = typer.Typer(add_completion=False, help="Compare RAG, long context and the router on a dataset.")
 console = Console(stderr=True, soft_wrap=True)
@@ -127,6 +128,7 @@ def eval_command(
     Results are stored as they come (results.jsonl in the output folder); rerun the same
     command to resume.
     """
+    import_extra("matplotlib", "eval", PLOTS_NEED)  # before any work: the report draws plots
     mode_list = _split(modes, MODES, "modes")
     judge_kind = _split(judge, ("deterministic", "llm", "both"), "judge")[0]
     home = Path(os.environ.get("LONGQA_HOME", ".longqa"))

@@ -15,6 +15,10 @@ from pathlib import Path
 
 from eval.metrics import ORACLE_LABELS, Metrics
 from eval.runner import ResultRow
+from pipeline.errors import import_extra
+
+# What the eval extra is for, in the one-line error when it is missing.
+PLOTS_NEED = "'longqa eval' (its report's plots)"
 
 PLOTS = {
     "accuracy_by_task.png": "Accuracy by task type and mode",
@@ -31,13 +35,9 @@ def _fmt(v: float | None, unit: str = "", digits: int = 1) -> str:
 
 def plot(metrics: Metrics, rows: Sequence[ResultRow], out: Path) -> list[str]:
     """Write the plots that the data supports; returns their file names."""
-    try:
-        import matplotlib
+    import_extra("matplotlib", "eval", PLOTS_NEED).use("Agg")
+    import matplotlib.pyplot as plt
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # a declared dependency; say how to get it back
-        raise RuntimeError("plots need matplotlib: pip install 'matplotlib>=3.8'") from exc
     made = []
     modes, tasks = list(metrics.modes), list(metrics.tasks)
 

@@ -28,6 +28,7 @@ from app.router import (
     policy_features,
 )
 from eval.lara import TASKS, PaperRow, Question
+from pipeline.errors import import_extra
 
 # Parameter counts (billions) of the open models behind the prediction folders.
 PARAMS_B = {
@@ -203,13 +204,11 @@ def fit_lr(x: np.ndarray, cases: Sequence[Case], *, c: float = 1.0, kind: str = 
     idx = [i for i, cs in enumerate(cases) if cs.lc_ok != cs.rag_ok]
     y = np.array([int(cases[i].lc_ok) for i in idx])
     if kind == "logistic":
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(C=c, max_iter=5000)
+        linear = import_extra("sklearn.linear_model", "eval", "training the router policy", "scikit-learn")
+        model = linear.LogisticRegression(C=c, max_iter=5000)
     elif kind == "gbm":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15)
+        ensemble = import_extra("sklearn.ensemble", "eval", "training the router policy", "scikit-learn")
+        model = ensemble.HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15)
     else:
         raise ValueError(f"unknown policy kind '{kind}'; use logistic or gbm")
     model.fit(x[idx], y)

@@ -114,8 +114,8 @@ class VectorCache:
         if have is not None and have != dim:
             raise StoreError(
                 f"the store at {store.engine.url.render_as_string(hide_password=True)} holds vectors of "
-                f"dimension {have} but the embedding model gives {dim}; use the model the store was "
-                "built with, or a new data directory / database"
+                f"dimension {have} but the embedding model gives {dim}",
+                "use the model the store was built with, or a new data directory / database",
             )
         self.store = store
         self.path = path

@@ -21,6 +21,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from pipeline.errors import BadSetting, FileMissing
+
 RerankKind = Literal["none", "cross-encoder", "bi-encoder"]
 
 
@@ -40,9 +42,10 @@ class CrossEncoderReranker:
     ) -> None:
         path = Path(model_dir)
         if not path.is_dir():
-            raise FileNotFoundError(
-                f"cross-encoder '{model_dir}' is not a directory; set retrieval.reranker_path to a "
-                "local sentence-transformers CrossEncoder directory (none ships with longqa)"
+            raise FileMissing(
+                f"cross-encoder '{model_dir}' is not a directory",
+                "set retrieval.reranker_path to a local sentence-transformers CrossEncoder directory "
+                "(none ships with longqa)",
             )
         from sentence_transformers import CrossEncoder
 
@@ -114,9 +117,11 @@ def make_reranker(
         return None
     if kind == "cross-encoder":
         if not path:
-            raise ValueError(
+            raise BadSetting(
+                "retrieval.reranker_path",
                 "reranker 'cross-encoder' needs retrieval.reranker_path: a local sentence-transformers "
-                "CrossEncoder directory (none ships with longqa); or use 'bi-encoder' or 'none'"
+                "CrossEncoder directory (none ships with longqa)",
+                "set it, or set retrieval.reranker to 'bi-encoder' or 'none'",
             )
         return CrossEncoderReranker(path, device=device)
     if kind == "bi-encoder":

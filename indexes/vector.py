@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import BadSetting
+
 log = logging.getLogger(__name__)
 
 AUTO_THRESHOLD = 100_000
@@ -69,9 +71,11 @@ class VectorIndex:
         try:
             inner = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
-            raise ValueError(
-                f"invalid FAISS factory string '{factory}' ({str(exc).splitlines()[0]}); use 'auto', "
-                "'Flat', 'IVF1024,Flat', 'HNSW32' or another faiss.index_factory string"
+            raise BadSetting(
+                "retrieval.index_factory",
+                f"invalid FAISS factory string '{factory}' ({str(exc).splitlines()[0]})",
+                "set retrieval.index_factory to 'auto', 'Flat', 'IVF1024,Flat', 'HNSW32' or another "
+                "faiss.index_factory string",
             ) from exc
         if faiss.try_extract_index_ivf(inner) is not None:
             self._prepare(inner)

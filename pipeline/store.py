@@ -55,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from pipeline.errors import LongqaError
 from pipeline.lease import LEASE_S, Owner, owner_is_dead
 from pipeline.types import Chunk, Document, PageSpan, Span, TimedSegment
 
@@ -253,8 +254,8 @@ class Debris:
     why: str
 
 
-class StoreError(RuntimeError):
-    pass
+class StoreError(LongqaError, RuntimeError):
+    """The store cannot take this write (another embedding model's vectors, a busy document)."""
 
 
 class MetadataStore:
@@ -392,8 +393,8 @@ class MetadataStore:
                 raise StoreError(
                     f"cannot store '{doc.source_path}': its vectors have dimension {dim} but the store "
                     f"at {self.engine.url.render_as_string(hide_password=True)} holds dimension "
-                    f"{state.dim}; use the embedding model the store was built with, or a new data "
-                    "directory / database"
+                    f"{state.dim}",
+                    "use the embedding model the store was built with, or a new data directory / database",
                 )
             row = s.get(DocumentRow, doc.doc_id)
             if row is not None and row.status == "ready":

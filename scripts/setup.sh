@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Create .venv and install longqa with its embedded models. No source compile: the LLM engine
 # is xllamacpp, a prebuilt portable llama.cpp (docs/engine.md). About 2 minutes on 2 cores.
-# Usage: bash scripts/setup.sh [EXTRAS]   (default extras: app,asr,dev)
+# Usage: bash scripts/setup.sh [EXTRAS]   (default extras: app,asr,eval,dev)
+# Extras (pyproject.toml): app (Streamlit), asr (speech-to-text), eval ('longqa eval' plots and
+# the router's training), llama-index (app/integrations/llamaindex.py), postgres, native, gpu,
+# dev (test tools; it brings eval and llama-index too, which the tests cover).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-app,asr,dev}"
+extras="${1:-app,asr,eval,dev}"
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

@@ -3,7 +3,8 @@
 # Extra arguments go to pytest, e.g. 'bash scripts/test.sh -m slow'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh app,asr,dev
+# Every extra the tests cover (dev brings eval and llama-index too; named here to be plain).
+bash scripts/setup.sh app,asr,eval,llama-index,dev
 # espeak-ng makes real speech for the speech-to-text tests (they skip, saying so, without it).
 if ! command -v espeak-ng >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \

@@ -16,6 +16,7 @@ from app.settings import Settings
 from app.ui_errors import explain
 from app.ui_library import SAMPLES, Library, RWLock, UIOptions, generator_key, size_label
 from app.ui_reports import find_reports, read_table
+from pipeline.errors import NothingIngested
 from pipeline.types import Citation, Document, Span, TimedSegment
 
 PDF = SAMPLES / "word-processor-history.pdf"
@@ -161,7 +162,7 @@ def test_errors_are_explained_with_the_fix() -> None:
     )
     assert p.message.startswith("The LLM server at http://127.0.0.1:9/v1 did not answer")
     assert "http://127.0.0.1:9/v1 is running" in p.fix and "embedded llama.cpp" in p.fix
-    p = explain(LookupError("nothing is ingested yet; run 'longqa ingest PATH' first"))
+    p = explain(NothingIngested())  # what QAService.ask raises on an empty library
     assert "Library tab" in p.fix
     opts = UIOptions.from_settings(Settings())
     with pytest.raises(Exception) as bad:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
+from pipeline.errors import LongqaError
+
 # A private-use character that never occurs in real text: marks the end of the reusable
 # prefix inside a rendered chat prompt, and is removed before tokenization.
 PREFIX_MARK = "\ue000"
@@ -43,8 +45,9 @@ class Generation:
     first_token_s: float = 0.0  # time to first token: prefill of the uncached prompt tokens
 
 
-class LLMError(RuntimeError):
-    """The backend failed; the message names the backend and the fix."""
+class LLMError(LongqaError, RuntimeError):
+    """The backend failed: ``reason`` names the backend, ``fix`` what to do (when one is known;
+    the app adds advice for the configured backend to those without)."""
 
 
 class Generator(Protocol):
@@ -142,9 +145,9 @@ def check_window(name: str, n_tokens: int, window: int) -> None:
     """Raise a clear error when a prompt leaves no room in the window for an answer."""
     if n_tokens + 1 >= window:
         raise LLMError(
-            f"{name}: the prompt has {n_tokens:,} tokens, more than the {window:,}-token window; "
+            f"{name}: the prompt has {n_tokens:,} tokens, more than the {window:,}-token window",
             "use RAG mode or an LC overflow strategy (middle_cut, map_reduce), or a model with a "
-            "larger window"
+            "larger window",
         )
 
 

@@ -168,8 +168,8 @@ class EngineConfig:
             binary = native_binary()
             if binary is None:
                 raise LLMError(
-                    "the native llama.cpp engine is not built; build it with "
-                    "'bash scripts/build-native-engine.sh' or use llm.engine = 'xllamacpp'"
+                    "the native llama.cpp engine is not built",
+                    "build it with 'bash scripts/build-native-engine.sh' or use llm.engine = 'xllamacpp'",
                 )
             common += ["--native", str(binary)]
         return [sys.executable, "-m", "app.llm.engine_child", *common]
@@ -226,9 +226,9 @@ class EngineProcess:
     def start(self) -> None:
         if self.config.kind == "xllamacpp" and "avx2" not in cpu_features() and cpu_features():
             raise LLMError(
-                "this CPU has no AVX2, which the prebuilt llama.cpp engine (xllamacpp) needs; build the "
-                "native engine (bash scripts/build-native-engine.sh) or use llm.backend = 'openai' "
-                "with a server elsewhere"
+                "this CPU has no AVX2, which the prebuilt llama.cpp engine (xllamacpp) needs",
+                "build the native engine (bash scripts/build-native-engine.sh) or use "
+                "llm.backend = 'openai' with a server elsewhere",
             )
         port = _free_port()
         log_path = self.config.log_path

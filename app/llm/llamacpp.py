@@ -156,7 +156,10 @@ class LlamaCppGenerator(DecodingLoop):
     ) -> None:
         path = Path(model_path)
         if not path.is_file():
-            raise LLMError(f"GGUF model file '{path}' does not exist")
+            raise LLMError(
+                f"GGUF model file '{path}' does not exist",
+                "check llm.model: a catalog name (see 'longqa models') or the path to a .gguf file",
+            )
         self.name = name or path.stem
         self.context_window = context_window
         self.kv_cache = kv_cache

@@ -67,17 +67,32 @@ class OpenAICompatGenerator(DecodingLoop):
         self._client.close()
 
     # -- HTTP with retries ---------------------------------------------------------------
+    def _error(self, reason: str, fix: str = "", app_fix: str = "") -> LLMError:
+        """An LLMError with its fix; in the app, the fix points at the sidebar."""
+        return LLMError(
+            reason,
+            fix,
+            app_fix=app_fix
+            or f"Check that the server at {self.base_url} is running and serves the model "
+            f"'{self.name}', or switch the backend to the embedded llama.cpp in the sidebar.",
+        )
+
     def _fail(self, resp: httpx.Response) -> LLMError:
         body = resp.read().decode("utf-8", "replace")[:300]
         where = f"the LLM server at {self.base_url}"
         if resp.status_code in (401, 403):
-            return LLMError(f"{where} refused the API key (HTTP {resp.status_code}); set llm.api_key")
-        if resp.status_code == 404:
-            return LLMError(
-                f"{where} has no model '{self.name}' or no /chat/completions (HTTP 404: {body}); "
-                "check llm.model and llm.base_url (it usually ends in /v1)"
+            return self._error(
+                f"{where} refused the API key (HTTP {resp.status_code})",
+                "set llm.api_key",
+                "Enter the server's API key in the sidebar.",
             )
-        return LLMError(f"{where} refused the request (HTTP {resp.status_code}: {body})")
+        if resp.status_code == 404:
+            return self._error(
+                f"{where} has no model '{self.name}' or no /chat/completions (HTTP 404: {body})",
+                "check llm.model and llm.base_url (it usually ends in /v1)",
+                "Check the model name and the server URL in the sidebar (the URL usually ends in /v1).",
+            )
+        return self._error(f"{where} refused the request (HTTP {resp.status_code}: {body})")
 
     def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
         """POST a streaming request; retry until the server answers with 2xx headers."""
@@ -85,34 +100,33 @@ class OpenAICompatGenerator(DecodingLoop):
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             wait = delay
+            app_fix = ""
             try:
                 resp = self._client.send(self._client.build_request("POST", url, json=payload), stream=True)
             except httpx.TimeoutException as exc:
                 err: Exception = exc
-                msg = (
-                    f"the LLM server at {self.base_url} did not answer within the timeout; "
-                    "raise llm.timeout_s or check the server's load"
-                )
+                reason = f"the LLM server at {self.base_url} did not answer within the timeout"
+                fix = "raise llm.timeout_s or check the server's load"
             except httpx.TransportError as exc:
                 err = exc
-                msg = (
-                    f"cannot reach the LLM server at {self.base_url} ({exc.__class__.__name__}: {exc}); "
-                    "check that it is running and that llm.base_url is right"
-                )
+                reason = f"cannot reach the LLM server at {self.base_url} ({exc.__class__.__name__}: {exc})"
+                fix = "check that it is running and that llm.base_url is right"
             else:
                 if resp.status_code < 300:
                     return resp
                 if resp.status_code != 429 and resp.status_code < 500:
                     raise self._fail(resp)
-                err = self._fail(resp)
-                msg = str(err)
+                failed = self._fail(resp)
+                err, reason, fix, app_fix = failed, failed.reason, failed.fix, failed.app_fix
                 retry_after = resp.headers.get("retry-after", "")
                 resp.close()
                 if retry_after.replace(".", "", 1).isdigit():
                     wait = min(float(retry_after), 60.0)
             if attempt == self.retries:
                 tries = f" (after {self.retries + 1} attempts)" if self.retries else ""
-                raise LLMError(msg + tries) from err
+                if fix:  # the attempts go last, after the fix they belong to
+                    raise self._error(reason, fix + tries, app_fix) from err
+                raise self._error(reason + tries, "", app_fix) from err
             time.sleep(wait * (1 + 0.1 * random.random()))
             delay *= 2
         raise AssertionError("unreachable")
@@ -132,9 +146,9 @@ class OpenAICompatGenerator(DecodingLoop):
                         f"the LLM server at {self.base_url} sent a malformed event: {data[:200]}"
                     ) from exc
         except httpx.HTTPError as exc:
-            raise LLMError(
-                f"the LLM server at {self.base_url} broke off the answer ({exc.__class__.__name__}); "
-                "check the server's log"
+            raise self._error(
+                f"the LLM server at {self.base_url} broke off the answer ({exc.__class__.__name__})",
+                "check the server's log",
             ) from exc
         finally:
             resp.close()
@@ -204,7 +218,10 @@ class OpenAICompatGenerator(DecodingLoop):
         try:
             resp = self._client.get(f"{self.base_url}/models")
         except httpx.HTTPError as exc:
-            raise LLMError(f"cannot reach the LLM server at {self.base_url} ({exc})") from exc
+            raise self._error(
+                f"cannot reach the LLM server at {self.base_url} ({exc})",
+                "check that it is running and that llm.base_url is right",
+            ) from exc
         if resp.status_code >= 300:
             raise self._fail(resp)
         return [str(m.get("id")) for m in resp.json().get("data", [])]

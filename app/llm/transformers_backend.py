@@ -35,7 +35,7 @@ from app.llm.base import (
     split_at_mark,
 )
 from app.llm.kvcache import LRUBySize, prefix_key
-from gpu.device import resolve_device
+from app.settings import setting_device
 
 
 def _cache_layers(cache: Any) -> list[tuple[Any, Any]]:
@@ -98,15 +98,15 @@ class TransformersGenerator(DecodingLoop):
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:  # pragma: no cover - declared dependencies
             raise LLMError(
-                "the transformers backend needs torch and transformers; pip install longqa"
+                "the transformers backend needs torch and transformers", "pip install longqa"
             ) from exc
         path = Path(model_dir)
         if not path.is_dir():
             raise LLMError(
-                f"'{path}' is not a Hugging Face model directory; pass a local directory with "
-                "config.json and the weights (models are never downloaded)"
+                f"'{path}' is not a Hugging Face model directory",
+                "pass a local directory with config.json and the weights (models are never downloaded)",
             )
-        self.device = resolve_device(device)
+        self.device = setting_device("llm.device", device)
         if dtype == "auto":
             torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         else:

@@ -1,0 +1,1 @@
+"""longqa inside other frameworks (optional extras): ``llamaindex`` (``longqa[llama-index]``)."""
