@@ -12,16 +12,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import ui_sources as src
-from app.catalog import load_catalog
+from app.catalog import SAMPLES_DIR, load_catalog
+from app.factories import build_embedder, build_generator
 from app.llm.base import Generator
 from app.locations import time_range
 from app.safe_mode import allowed_server_path, safe_mode_on, token_ok
-from app.service import build_embedder, build_generator
 from app.settings import Settings
-from app.ui_errors import Problem, explain
-from app.ui_library import (
-    SAMPLES,
+from app.ui import sources as src
+from app.ui.errors import Problem, explain
+from app.ui.library import (
     UPLOAD_TYPES,
     DocRow,
     IngestStep,
@@ -35,7 +34,7 @@ from app.ui_library import (
     library_key,
     save_upload,
 )
-from app.ui_reports import find_reports, read_table
+from app.ui.reports import find_reports, read_table
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -422,7 +421,7 @@ def empty_library(lib: Library, base: Settings, key: str = "samples") -> None:
         "samples (a 5-page PDF about word processors and a story excerpt)."
     )
     if st.button("Load the sample documents", key=key, type="primary"):
-        run_ingest(lib, base, [SAMPLES])
+        run_ingest(lib, base, [SAMPLES_DIR])
         st.rerun()
 
 
@@ -492,7 +491,7 @@ def library_tab(lib: Library, base: Settings, safe: bool = False) -> None:
             else:
                 run_ingest(lib, base, [target])
         if st.button("Load the sample documents", key="lib_samples"):
-            run_ingest(lib, base, [SAMPLES])
+            run_ingest(lib, base, [SAMPLES_DIR])
     report = state.get("last_ingest")
     if report is not None:
         (st.success if not report.failed else st.warning)(f"Last ingest: {report.summary()}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline.errors import LongqaError
 
 CATALOG_FILE = Path(__file__).with_name("models.toml")
+SAMPLES_DIR = Path(__file__).with_name("samples")  # the bundled sample documents
 
 
 class ModelUnavailable(LongqaError, RuntimeError):

@@ -2,7 +2,7 @@
 
 Two detectors, different on purpose, for two different jobs:
 
-- :func:`is_not_found_reply` (narrow): answering (``app.answering``) uses it to decide that a
+- :func:`is_not_found_reply` (narrow): answering (``app.answering.modes``) uses it to decide that a
   reply *is* the prompts' not-found reply (or a close paraphrase). Such a reply gets no
   citations: RAG does not match its sentences to sources, LC returns it without any. It must
   not fire on real answers that merely contain a negation ("There is no evidence that the drug
@@ -11,7 +11,7 @@ Two detectors, different on purpose, for two different jobs:
 - :func:`is_refusal` and :func:`is_pure_refusal` (broad, on folded text): a *cue* that the reply
   says something is not in the text, anywhere near its start. The router's learned fallback
   score was trained on it (``ans_refused`` and ``ans_pure_refusal`` in
-  ``app.router.answer_features``; ``eval/router_study.py``), and the eval judge scores
+  ``app.routing.router.answer_features``; ``eval/router_study.py``), and the eval judge scores
   unanswerable questions with it (``eval.judge``, re-exported by ``eval.textnorm``). It must
   catch "The sources do not mention it.", curly apostrophes and "None of the excerpts ...", and
   may over-fire on real answers: the score and the judge weigh it with other evidence.

@@ -20,11 +20,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.answering import middle_cut
+from app.answering.modes import middle_cut
+from app.answering.prompts import lc_messages
 from app.catalog import load_catalog, resolve_generator
 from app.llm.kvcache import PrefixStateCache
 from app.llm.llamacpp import LlamaCppGenerator
-from app.prompts import lc_messages
 from app.settings import Settings
 from eval.lara import load_questions
 from pipeline.loaders import load_document

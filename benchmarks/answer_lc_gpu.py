@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from app.answering.prompts import lc_messages
 from app.llm.base import Message
 from app.llm.transformers_backend import TransformersGenerator
-from app.prompts import lc_messages
 
 QWEN25_15B = dict(
     vocab_size=151936,

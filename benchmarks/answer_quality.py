@@ -28,9 +28,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.answering import PROMPT_OVERHEAD, QUESTION_ALLOWANCE, answer_lc
-from app.citations import strip_markers, supports
-from app.prompts import LC_SYSTEM
+from app.answering.citations import strip_markers, supports
+from app.answering.modes import PROMPT_OVERHEAD, QUESTION_ALLOWANCE, answer_lc
+from app.answering.prompts import LC_SYSTEM
 from app.refusals import is_not_found_reply
 from app.service import QAService
 from app.settings import Settings

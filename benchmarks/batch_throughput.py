@@ -90,8 +90,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from app.batch import BatchOptions, run_batch
-    from app.batch_io import read_table
+    from app.batch.files import read_table
+    from app.batch.run import BatchOptions, run_batch
     from app.service import QAService
     from app.settings import Settings
 

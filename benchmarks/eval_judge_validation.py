@@ -67,7 +67,7 @@ def main() -> None:
     print(f"\n({time.perf_counter() - t0:.0f} s; {per_answer * 1000:.2f} ms per judged answer)")
 
     if args.llm_sample:
-        from app.service import build_generator
+        from app.factories import build_generator
         from app.settings import Settings
 
         s = Settings()

@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from app.service import build_embedder
+    from app.factories import build_embedder
     from app.settings import Settings
     from pipeline.tokens import HFTokenCounter
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from app.router import RouteInputs, load_policy, load_qtype, model_profile, route  # noqa: E402
+from app.routing.router import RouteInputs, load_policy, load_qtype, model_profile, route  # noqa: E402
 from eval.lara import load_questions  # noqa: E402
 
 

@@ -1,8 +1,8 @@
 """Train the shipped router on all of LaRA 32k and write its weights as data:
 
-    app/router_qtype.json     question-type classifier
-    app/router_policy.json    the two scores (before answering, after the RAG answer) and thresholds
-    app/router_profiles.json  measured long-context strength of the 13 models with published answers
+    app/routing/router_qtype.json     question-type classifier
+    app/routing/router_policy.json    the two scores (before answering, after the RAG answer) and thresholds
+    app/routing/router_profiles.json  measured long-context strength of the 13 models with published answers
 
     .venv/bin/python benchmarks/router_train.py [--lara ../shared/data/lara]
         [--retrieval-cache ~/.cache/longqa/bench/lara_retrieval.json] [--budget 0.4]
@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from app.qtype import DEFAULT_WEIGHTS  # noqa: E402
-from app.router import POLICY_PATH, PROFILES_PATH, RetrievalEvidence, RouterPolicy, Thresholds  # noqa: E402
+from app.routing.qtype import DEFAULT_WEIGHTS  # noqa: E402
+from app.routing.router import POLICY_PATH, PROFILES_PATH, RetrievalEvidence, RouterPolicy, Thresholds  # noqa: E402
 from eval.router_study import choose_policy, fit_fold, load_study, rule_inputs, score_cases  # noqa: E402
 
 DEFAULT_LARA = ROOT.parent / "shared" / "data" / "lara"

@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from app.termtext import line, shown_name
+from app.terminal.text import line, shown_name
 from eval.datasets import load_dataset
 from eval.lara import KINDS, TASKS
 from eval.metrics import compute
@@ -167,7 +167,7 @@ def eval_command(
     svc = QAService(settings)
     llm_judge = None
     if judge_kind in ("llm", "both"):
-        from app.service import build_generator
+        from app.factories import build_generator
         from eval.judge import LLMJudge
 
         if judge_model:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.qtype import QTypePrediction, QuestionTypeClassifier, train_qtype
 from app.refusals import is_refusal
-from app.router import (
+from app.routing.qtype import QTypePrediction, QuestionTypeClassifier, train_qtype
+from app.routing.router import (
     LinearScore,
     ModelProfile,
     RetrievalEvidence,
@@ -165,7 +165,7 @@ def measured_profiles(cases: Sequence[Case]) -> dict[str, ModelProfile]:
 
 def default_advantage(profiles: Mapping[str, ModelProfile]) -> dict[str, float]:
     """Mean measured advantage per size class, for models whose strength was never measured."""
-    from app.router import size_class
+    from app.routing.router import size_class
 
     by: dict[str, list[float]] = {}
     for p in profiles.values():

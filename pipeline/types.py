@@ -133,7 +133,7 @@ class RouteFacts:
     memory_tokens: int | None = None
     memory_bound: bool = False  # GPU memory, not the window, sets ``capacity``
     # The learned score, when it ran (a question was given and the hard limits passed): its
-    # inputs by name (``app.router.policy_features``), P(LC answers better) and the threshold.
+    # inputs by name (``app.routing.router.policy_features``), P(LC answers better) and the threshold.
     policy_inputs: Mapping[str, float] = field(default_factory=dict)
     p_lc_better: float | None = None
     threshold: float | None = None

@@ -230,8 +230,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
+    from app.factories import build_embedder
     from app.ingest import expand_paths
-    from app.service import build_embedder
     from app.settings import Settings
 
     tokenizer_dir = str(build_embedder(Settings(embedding={"device": "cpu"})).tokenizer_dir)

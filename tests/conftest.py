@@ -33,7 +33,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder():  # type: ignore[no-untyped-def]
-    from app.service import build_embedder
+    from app.factories import build_embedder
     from app.settings import Settings
 
     return build_embedder(Settings(embedding={"device": "cpu"}))
@@ -42,7 +42,7 @@ def embedder():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def smol(model_cache: Path):  # type: ignore[no-untyped-def]
     """SmolLM2-135M through llama.cpp: the real (weak, fast) embedded test model."""
-    from app.service import build_generator
+    from app.factories import build_generator
     from app.settings import Settings
 
     # One decode thread: llama.cpp's two threads wait for each other, very slow on a busy machine.

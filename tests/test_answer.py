@@ -101,7 +101,7 @@ def test_auto_mode_routes_on_retrieval_evidence_and_answers_from_the_same_passag
 ) -> None:  # type: ignore[no-untyped-def]
     """The shipped policy weighs retrieval evidence: ``ask`` retrieves once, before deciding, and a
     RAG answer is written from those passages (not from a second retrieval)."""
-    from app.router import load_policy
+    from app.routing.router import load_policy
 
     assert load_policy().uses_retrieval
     # About 5k tokens: inside SmolLM2's window, long enough that the learned policy prefers RAG for a

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from app.answer_json import answer_json, citation_json
-from app.router import RouteInputs, route
+from app.routing.router import RouteInputs, route
 from pipeline.types import Answer, Citation, FirstDraft, Span, Usage
 
 CLI_KEYS = {"number", "doc_id", "source", "pages", "time", "span", "quote", "verified", "support", "origin"}

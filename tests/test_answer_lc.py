@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.answering import CUT_MARK, answer_lc, lc_plan, middle_cut, split_parts
+from app.answering.modes import CUT_MARK, answer_lc, lc_plan, middle_cut, split_parts
 from app.llm.base import Generation, Message
 from pipeline.loaders import load_document
 from pipeline.types import Chunk, Document
@@ -253,7 +253,7 @@ def test_recheck_keeps_the_first_answer_when_the_second_is_no_better_and_skips_v
 
 def test_recheck_on_the_real_model_reads_only_the_draft_and_the_request(smol) -> None:  # type: ignore[no-untyped-def]
     """With llama.cpp the re-check prompt starts with the first prompt, which is still in the KV cache."""
-    from app.prompts import rag_messages, recheck_messages
+    from app.answering.prompts import rag_messages, recheck_messages
 
     doc, _ = _gulf_doc()
     msgs = rag_messages("What bait did the old man use?", [("[1] Gulf", doc.text)])

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.batch import BatchOptions, BatchProgress, run_batch
-from app.batch_io import read_table
+from app.batch.files import read_table
+from app.batch.run import BatchOptions, BatchProgress, run_batch
 from app.llm.base import Generation, LLMError, Message
 from tests.conftest import shared
 
@@ -132,7 +132,7 @@ def test_interrupt_resume_retry(svc, folder: Path, tmp_path: Path) -> None:  # t
 
 
 def test_cli_batch_bad_input_is_one_clear_line(tmp_path: Path, folder: Path) -> None:
-    from app.cli import app
+    from app.terminal.cli import app
 
     runner = CliRunner()
     q = tmp_path / "q.csv"

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from app.batch import BatchError, DocRef, DocumentSet, Journal, RowResult, make_tasks, row_key
-from app.batch_io import (
+from app.batch.files import (
     QuestionFileError,
     check_output_path,
     read_questions,
     read_table,
     write_table,
 )
+from app.batch.run import BatchError, DocRef, DocumentSet, Journal, RowResult, make_tasks, row_key
 from tests.conftest import shared
 
 

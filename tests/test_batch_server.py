@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.batch import BatchOptions, run_batch
-from app.batch_io import read_table
+from app.batch.files import read_table
+from app.batch.run import BatchOptions, run_batch
 from app.llm.base import Generation, Message
 from tests.conftest import free_port, llama_server, shared
 
@@ -52,7 +52,8 @@ class PeakGenerator:
 
 
 def _openai_service(settings, embedder, base_url: str, retries: int = 1):  # type: ignore[no-untyped-def]
-    from app.service import QAService, build_generator
+    from app.factories import build_generator
+    from app.service import QAService
 
     settings.llm.backend = "openai"
     settings.llm.base_url = base_url

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.citations import Source, cite, locate_quote, strip_markers, support
+from app.answering.citations import Source, cite, locate_quote, strip_markers, support
 from pipeline.loaders import load_document
 from pipeline.types import Span
 from tests.conftest import shared

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-import app.cli as cli
-from app.termtext import line, shown_name, shown_text
+import app.terminal.cli as cli
+from app.terminal.text import line, shown_name, shown_text
 from pipeline.types import Answer, Citation, RouteDecision, Span, Usage
 
 LONGQA = Path(sys.executable).with_name("longqa")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from app.answering import lc_plan
+from app.answering.modes import lc_plan
 from app.catalog import GeneratorSpec, ModelUnavailable, Part, part_paths
 from app.llm.base import LLMError
 from app.llm.openai_compat import OpenAICompatGenerator
 from app.service import QAService
 from app.settings import Settings
-from app.ui_errors import explain
+from app.ui.errors import explain
 from pipeline.errors import (
     BadSetting,
     DocumentNotFound,
@@ -134,12 +134,12 @@ def test_a_missing_extra_is_named_in_one_line(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None; sys.modules['sklearn.linear_model'] = None\n"
         "from pipeline.errors import MissingExtra\n"
-        "from app.qtype import train_qtype\n"
+        "from app.routing.qtype import train_qtype\n"
         "try:\n"
         "    train_qtype(['why?'], ['reasoning'])\n"
         "except MissingExtra as exc:\n"
         "    print(exc)\n"
-        "from app.cli import main\n"
+        "from app.terminal.cli import main\n"
         f"sys.argv = ['longqa', 'eval', {str(tmp_path / 'q.jsonl')!r}, '--out', {str(tmp_path / 'out')!r}]\n"
         "main()\n"
     )

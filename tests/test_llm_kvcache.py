@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from app.answering.prompts import lc_messages
 from app.llm.kvcache import LRUBySize, PrefixStateCache, prefix_key
-from app.prompts import lc_messages
 from pipeline.loaders import load_document
 from tests.conftest import shared
 

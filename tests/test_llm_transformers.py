@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from app.answering.prompts import lc_messages
 from app.llm.base import Message
-from app.prompts import lc_messages
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
@@ -149,8 +149,8 @@ def test_engine_on_gpu_matches_the_plain_forward(tiny_dir: Path) -> None:
 
 
 def test_settings_select_the_transformers_backend(tiny_dir: Path, tmp_path: Path) -> None:
+    from app.factories import build_generator
     from app.llm.transformers_backend import TransformersGenerator
-    from app.service import build_generator
     from app.settings import Settings
 
     llm = {"backend": "transformers", "model": str(tiny_dir), "device": "cpu", "context_window": 2048}

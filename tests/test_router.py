@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from app.router import RouteInputs, route
+from app.routing.router import RouteInputs, route
 
 
 def _inputs(**kw):  # type: ignore[no-untyped-def]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.llm.base import Generation, Message
-from app.qtype import QuestionTypeClassifier, featurize, train_qtype
 from app.refusals import is_refusal
-from app.router import (
+from app.routing.qtype import QuestionTypeClassifier, featurize, train_qtype
+from app.routing.router import (
     RetrievalEvidence,
     RouteInputs,
     RouterPolicy,

@@ -10,16 +10,17 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from app import ui_sources as src
+from app.catalog import SAMPLES_DIR
 from app.llm.base import LLMError
 from app.settings import Settings
-from app.ui_errors import explain
-from app.ui_library import SAMPLES, Library, RWLock, UIOptions, generator_key, size_label
-from app.ui_reports import find_reports, read_table
+from app.ui import sources as src
+from app.ui.errors import explain
+from app.ui.library import Library, RWLock, UIOptions, generator_key, size_label
+from app.ui.reports import find_reports, read_table
 from pipeline.errors import NothingIngested
 from pipeline.types import Citation, Document, Span, TimedSegment
 
-PDF = SAMPLES / "word-processor-history.pdf"
+PDF = SAMPLES_DIR / "word-processor-history.pdf"
 
 
 def _yellow_pixels(png: bytes) -> int:
@@ -229,7 +230,7 @@ def test_reports_are_found_and_read(tmp_path: Path) -> None:
 
 def test_session_views_share_one_library_and_use_their_own_top_k(service, settings, smol) -> None:  # type: ignore[no-untyped-def]
     lib = Library(settings, service=service)
-    report = lib.ingest(settings, [SAMPLES])
+    report = lib.ingest(settings, [SAMPLES_DIR])
     assert len(report.ingested) == 2 and not report.failed
     narrow = UIOptions(**{**UIOptions.from_settings(settings).__dict__, "top_k": 2}).apply(settings)
     view = lib.view(narrow, smol)

@@ -23,10 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from app.citations import Source, cite, locate_quote, make_citation, strip_markers
-from app.llm.base import Generation, Generator, LLMError, Message
-from app.locations import location_text
-from app.prompts import (
+from app.answering.citations import Source, cite, locate_quote, make_citation, strip_markers
+from app.answering.prompts import (
     LC_SYSTEM,
     NOT_FOUND,
     READ_PART_SYSTEM,
@@ -37,6 +35,8 @@ from app.prompts import (
     recheck_messages,
     source_label,
 )
+from app.llm.base import Generation, Generator, LLMError, Message
+from app.locations import location_text
 from app.refusals import is_not_found_reply
 from indexes.hybrid import Retrieved
 from pipeline.errors import PromptTooLong

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.answer_json import answer_json
-from app.batch_io import (
+from app.batch.files import (
     QuestionFile,
     QuestionFileError,
     QuestionRow,
@@ -41,7 +41,6 @@ from app.batch_io import (
 from app.ingest import Progress as IngestProgress
 from app.locations import fmt_time
 from app.service import QAService
-from app.termtext import shown_name
 from pipeline.errors import LongqaError, NothingIngested
 from pipeline.loaders.common import content_hash
 from pipeline.types import Answer, Mode
@@ -613,57 +612,3 @@ def _output_rows(tasks: Sequence[Task], records: dict[str, RowResult]) -> list[d
             row[k if k not in BASE_COLUMNS else f"input_{k}"] = v
         rows.append(row)
     return rows
-
-
-# -- terminal progress ------------------------------------------------------------------------------
-
-
-class RichProgress:
-    """A progress bar with throughput and ETA on stderr, for the CLI."""
-
-    def __init__(self, console: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}", markup=False),
-            TextColumn("{task.fields[eta]}", markup=False),
-            # File names and questions: plain text, one line (app.termtext).
-            TextColumn("{task.fields[current]}", markup=False, style="dim"),
-            console=console,
-            transient=True,
-        )
-        self._task = self._bar.add_task("answering", total=None, rate="", eta="", current="")
-
-    def __enter__(self) -> RichProgress:
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(None, None, None)
-
-    def ingest(self, ev: IngestProgress) -> None:
-        self._bar.update(
-            self._task,
-            description="ingesting",
-            total=ev.files_total,
-            completed=ev.files_done,
-            rate="",
-            eta="",
-            current=shown_name(Path(ev.path).name)[:50],
-        )
-
-    def __call__(self, p: BatchProgress) -> None:
-        eta = f"ETA {fmt_time(p.eta_s)}" if p.eta_s is not None else ""
-        fails = f", {p.failed} failed" if p.failed else ""
-        self._bar.update(
-            self._task,
-            description="answering",
-            total=p.total,
-            completed=p.done,
-            rate=f"{p.per_minute:.1f} q/min{fails}",
-            eta=eta,
-            current=shown_name(p.current)[:50],
-        )

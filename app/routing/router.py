@@ -5,9 +5,9 @@ Three layers, in order:
 1. Hard limits (rules): the documents must fit the window, and reading them whole must fit
    the latency budget unless their prefix is already cached.
 2. With the question known, a learned score (logistic regression; weights as data in
-   ``app/router_policy.json``) estimates how likely LC answers better than RAG, from the
-   question type (``app.qtype``), the document, the model's profile (measured long-context
-   strength, ``app/router_profiles.json``) and, when given, retrieval evidence. LC when the
+   ``app/routing/router_policy.json``) estimates how likely LC answers better than RAG, from the
+   question type (``app.routing.qtype``), the document, the model's profile (measured long-context
+   strength, ``app/routing/router_profiles.json``) and, when given, retrieval evidence. LC when the
    score clears a threshold: a high one when LC must read the whole document (~10x the prompt
    tokens of RAG), a low one when the document is cached and LC costs little.
 3. After a RAG answer (``should_fall_back``): the Self-Route rule (the answer says the
@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from app.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier
 from app.refusals import is_pure_refusal, is_refusal
+from app.routing.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier
 from pipeline.types import RouteDecision, RouteFacts
 
 POLICY_PATH = Path(__file__).with_name("router_policy.json")
@@ -140,7 +140,7 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class RouterPolicy:
-    """Two learned scores and their thresholds (``app/router_policy.json``).
+    """Two learned scores and their thresholds (``app/routing/router_policy.json``).
 
     ``before`` scores a question before anything is generated; ``after`` scores it again once
     the RAG answer is known (a refusal or a hedged answer is a strong hint that the excerpts

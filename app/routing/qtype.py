@@ -3,7 +3,7 @@
 
 It runs in well under a millisecond on a CPU: the question becomes a bag of words,
 word pairs and hand-written cues, and a multinomial logistic regression (weights in
-``app/router_qtype.json``, trained by ``benchmarks/router_train.py`` on LaRA's
+``app/routing/router_qtype.json``, trained by ``benchmarks/router_train.py`` on LaRA's
 questions) turns it into probabilities. Training needs scikit-learn; prediction
 needs only numpy.
 """

@@ -18,11 +18,10 @@ from app.ingest import SUPPORTED_SUFFIXES, IngestReport
 from app.llm.base import Generator
 from app.service import QAService
 from app.settings import Settings
-from app.ui_errors import Problem, explain
+from app.ui.errors import Problem, explain
 from indexes.embedding import Embedder
 from pipeline.types import Answer, Mode
 
-SAMPLES = Path(__file__).with_name("samples")
 UPLOAD_TYPES = sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
 
 

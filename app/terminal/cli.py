@@ -1,7 +1,7 @@
 """The ``longqa`` command line: ingest, ask, docs, delete, models, demo.
 
 Every path, document text, question and model output is printed as plain text through
-app.termtext (never as rich markup; control characters made visible)."""
+app.terminal.text (never as rich markup; control characters made visible)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from rich.table import Table
 from rich.text import Text
 
 from app.answer_json import answer_json
-from app.catalog import load_catalog, package_dir
+from app.catalog import SAMPLES_DIR, load_catalog, package_dir
 from app.ingest import Progress as IngestProgress
 from app.locations import location_text
 from app.settings import load_settings
-from app.termtext import line, shown_name, shown_text
+from app.terminal.text import line, shown_name, shown_text
 from pipeline.errors import LongqaError
 from pipeline.store import DocInfo
 from pipeline.types import MODES, Answer, CitationOrigin
@@ -36,7 +36,6 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
-SAMPLES = Path(__file__).with_name("samples")
 DEMO_QUESTION = "When did Microsoft launch Word for MS-DOS, and what did it introduce?"
 
 
@@ -308,7 +307,7 @@ def demo(
     """Ingest the bundled sample documents and answer a sample question."""
     data_dir = data_dir or Path(os.environ.get("LONGQA_HOME", ".longqa"))
     svc = _service(data_dir)
-    report = svc.ingest([SAMPLES])
+    report = svc.ingest([SAMPLES_DIR])
     console.print(line(f"samples: {report.summary()}"), highlight=False)
     for _p, why in report.failed:
         console.print(line(("failed", "red"), " ", shown_name(why)), highlight=False)
@@ -335,7 +334,8 @@ def batch(
     data_dir: DataDir = None,
 ) -> None:
     """Answer a file of questions over a folder of documents; resumable (see docs/batch.md)."""
-    from app.batch import BatchOptions, RichProgress, run_batch
+    from app.batch.run import BatchOptions, run_batch
+    from app.terminal.progress import RichProgress
 
     if mode not in MODES:
         _fail(f"unknown mode '{mode}'; use auto, rag or lc", 2)
