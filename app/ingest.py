@@ -85,9 +85,9 @@ class Progress:
 class FileLimits:
     """What one file may cost beyond its bytes (ingest.max_pages, ...); see pipeline.loaders."""
 
-    max_pages: int = 20_000
-    max_media_minutes: float = 600.0
-    max_seconds: float = 1800.0
+    max_pages: int = LoaderOptions.max_pages
+    max_media_minutes: float = LoaderOptions.max_media_minutes
+    max_seconds: float = LoaderOptions.max_seconds
 
 
 @dataclass(frozen=True)
