@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from app.answering.citations import Source
-from app.answering.modes import answer_lc, answer_rag
+from app.answering.modes import answer_lc, answer_rag, confirm, prompt_location
+from app.answering.prompts import rag_messages, source_label
 from app.service import QAService
 from app.settings import Settings
 from benchmarks.answer_quality import LARA, spread
@@ -79,6 +80,20 @@ def run_rag(args: argparse.Namespace) -> None:
         res = answer_rag(q.question, hits, {doc_id: doc}, svc.generator, max_tokens=args.max_tokens)
         ordered = sorted(hits, key=lambda r: (r.chunk.doc_id, r.chunk.span.start))
         sources = [Source(i, doc, r.chunk.span) for i, r in enumerate(ordered, start=1)]
+        seconds = time.perf_counter() - t0
+        entail: dict = {}
+        if args.entail_claims:
+            # The model's check on the answer's cached prompt (llm.entail_claims), timed on its own.
+            blocks = [
+                (source_label(s.number, doc.title, prompt_location(doc, s.span)), s.text) for s in sources
+            ]
+            t1 = time.perf_counter()
+            checked = confirm(res, rag_messages(q.question, blocks), svc.generator, args.entail_claims, "rag")
+            entail = {
+                "seconds": round(time.perf_counter() - t1, 2),
+                "calls": checked.calls - res.calls,
+                "verdicts": [[c.number, c.verdict, c.claim] for c in checked.citations],
+            }
         row = {
             "qid": q.qid,
             "mode": "rag",
@@ -88,37 +103,63 @@ def run_rag(args: argparse.Namespace) -> None:
             "gold": q.answer,
             "raw": res.generation.text,
             "sources": [{"n": s.number, "span": [s.span.start, s.span.end], "text": s.text} for s in sources],
-            "seconds": round(time.perf_counter() - t0, 2),
+            "seconds": round(seconds, 2),
             "prompt_tokens": res.generation.prompt_tokens,
+            "lexical": [[c.number, c.verdict, c.claim] for c in res.citations],
+            "entail": entail,
         }
         with out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-        print(f"{q.qid}: {row['seconds']} s; {res.generation.text[:90]!r}", flush=True)
+        print(
+            f"{q.qid}: {row['seconds']} s, check {entail.get('seconds')} s; {res.generation.text[:90]!r}",
+            flush=True,
+        )
 
 
 def run_lc(args: argparse.Namespace) -> None:
+    """LC on our PDF (``LC_QUESTIONS``), or with ``--doc`` on a LaRA document and its questions,
+    cut in the middle to ``--max-doc-tokens`` (LaRA's LC baseline) so a 2-core machine reads it
+    in minutes."""
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = _done(out)
+    rel = f"lara/32k/{args.doc}" if args.doc else LC_DOC
     svc = _svc(args)
-    path = SHARED / LC_DOC
-    svc.ingest([path])
-    (info,) = [d for d in svc.documents() if d.source_path.endswith(Path(LC_DOC).name)]
+    svc.ingest([SHARED / rel])
+    (info,) = [d for d in svc.documents() if d.source_path.endswith(Path(rel).name)]
     doc = svc.store.get_document(info.doc_id)
     chunks = svc.store.chunks_of(doc.doc_id)
-    for i, question in enumerate(LC_QUESTIONS):
-        qid = f"lc/{Path(LC_DOC).stem}/{i}"
+    questions = [(f"lc/{Path(LC_DOC).stem}/{i}", q, "ours", "") for i, q in enumerate(LC_QUESTIONS)]
+    gen = svc.generator
+    if args.doc:
+        from app.answering.modes import PROMPT_OVERHEAD, QUESTION_ALLOWANCE
+        from app.answering.prompts import LC_SYSTEM
+        from app.catalog import load_catalog, resolve_generator
+        from app.llm.llamacpp import LlamaCppGenerator
+
+        kind, name = args.doc.split("/", 1)
+        questions = [
+            (f"lc:{q.qid}", q.question, q.task, q.answer)
+            for q in load_questions(LARA, kinds=(kind,))
+            if q.file == name
+        ][: args.n]
+        spec = load_catalog().generators[args.model]
+        path = resolve_generator(spec, svc.settings.model_cache)
+        window = args.max_doc_tokens + args.max_tokens + QUESTION_ALLOWANCE + PROMPT_OVERHEAD + 32
+        window += gen.count_tokens(LC_SYSTEM)
+        gen = LlamaCppGenerator(path, name=args.model, context_window=window)
+    for qid, question, task, gold in questions:
         if qid in done:
             continue
         t0 = time.perf_counter()
-        res = answer_lc(question, [doc], chunks, svc.generator, max_tokens=args.max_tokens)
+        res = answer_lc(question, [doc], chunks, gen, max_tokens=args.max_tokens, overflow="middle_cut")
         row = {
             "qid": qid,
             "mode": "lc",
-            "task": "ours",
-            "doc": LC_DOC,
+            "task": task,
+            "doc": rel,
             "question": question,
-            "gold": "",
+            "gold": gold,
             "raw": res.generation.text,
             "sources": [],
             "seconds": round(time.perf_counter() - t0, 2),
@@ -136,8 +177,11 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--k", type=int, default=3, help="passages per RAG prompt")
     ap.add_argument("--n", type=int, default=12)
+    ap.add_argument("--entail-claims", type=int, default=3, help="time the model's check (0: off)")
     ap.add_argument("--skip", type=int, default=0, help="start after this many spread questions")
     ap.add_argument("--data-dir", default="/tmp/longqa-cite/data")
+    ap.add_argument("--doc", default="", help="lc: a LaRA document, e.g. 'book/The Pearl.txt'")
+    ap.add_argument("--max-doc-tokens", type=int, default=3000, help="lc --doc: middle cut to this")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     (run_rag if args.cmd == "rag" else run_lc)(args)

@@ -34,7 +34,7 @@ from app.answering.citations import _MARKER, locate_quote
 from app.answering.modes import _EVIDENCE, _around
 from benchmarks.answer_quality import LARA
 from pipeline.loaders import load_document
-from pipeline.textspan import STOPWORDS, sentence_spans
+from pipeline.textspan import STOPWORDS, sentence_spans, terms
 from pipeline.types import Span
 
 SHARED = LARA.parent
@@ -283,25 +283,47 @@ def real(raw_paths: list[Path]) -> list[dict]:
                         _row(pid, "restated", r["doc"], r["question"], restate(r["question"]), first, 0, pid)
                     )
             else:
-                m = _EVIDENCE.search(r["raw"])
-                if not m:
-                    continue
                 if r["doc"] not in docs:
                     docs[r["doc"]] = load_document(SHARED / r["doc"])
                 doc = docs[r["doc"]]
-                span = locate_quote(m.group(1).strip(), doc)  # type: ignore[arg-type]
-                if span is None:
-                    continue
-                around: Span = _around(doc.text, span)  # type: ignore[attr-defined]
-                answer = " ".join(r["raw"][: m.start()].split())
-                pid = f"{r['qid']}#lc"
-                passage = doc.text[around.start : around.end]  # type: ignore[attr-defined]
-                rows.append(_row(pid, "real_lc", r["doc"], r["question"], answer, passage, None, pid))
-                pid = f"{r['qid']}#restated"
-                rows.append(
-                    _row(pid, "restated", r["doc"], r["question"], restate(r["question"]), passage, 0, pid)
-                )
+                m = _EVIDENCE.search(r["raw"])
+                answer = " ".join(_MARKER.sub("", r["raw"][: m.start()] if m else r["raw"]).split())
+                span = locate_quote(m.group(1).strip(), doc) if m else None  # type: ignore[arg-type]
+                if span is not None:
+                    # The model's evidence: the answer against the sentences around it (as the app checks).
+                    around: Span = _around(doc.text, span)  # type: ignore[attr-defined]
+                    passage = doc.text[around.start : around.end]  # type: ignore[attr-defined]
+                    pid = f"{r['qid']}#lc"
+                    rows.append(_row(pid, "real_lc", r["doc"], r["question"], answer, passage, None, pid))
+                else:
+                    # No usable evidence: each sentence against the window of three sentences that
+                    # shares most words with it (plain overlap, neither rule's test).
+                    for k, (a, b) in enumerate(sentence_spans(answer)):
+                        sentence = answer[a:b]
+                        passage = _best_window(doc.text, sentence)  # type: ignore[attr-defined]
+                        pid = f"{r['qid']}#lc{k}"
+                        rows.append(
+                            _row(pid, "real_lc", r["doc"], r["question"], sentence, passage, None, pid)
+                        )
+                first = rows[-1]["passage"] if rows and rows[-1]["id"].startswith(r["qid"]) else ""
+                if first:
+                    pid = f"{r['qid']}#restated"
+                    rows.append(
+                        _row(pid, "restated", r["doc"], r["question"], restate(r["question"]), first, 0, pid)
+                    )
     return rows
+
+
+def _best_window(text: str, sentence: str) -> str:
+    want = set(terms(sentence))
+    sents = sentence_spans(text)
+    best, best_n = "", -1
+    for i in range(max(1, len(sents) - 2)):
+        a, b = sents[i][0], sents[min(len(sents), i + 3) - 1][1]
+        n = len(want & set(terms(text[a:b])))
+        if n > best_n:
+            best, best_n = text[a:b], n
+    return best
 
 
 def main() -> None:

@@ -148,6 +148,11 @@ META_WORDS = frozenset(
 )
 
 
+_PRONOUNS = frozenset(
+    ["him", "himself", "herself", "itself", "themselves", "me", "my", "mine", "us", "ours", "yours", "also"]
+)
+
+
 @dataclass(frozen=True)
 class Check:
     verdict: Verdict
@@ -183,6 +188,7 @@ def _content(text: str) -> list[str]:
             lw[0].isdigit()
             or lw in _UNITS
             or lw in STOPWORDS
+            or lw in _PRONOUNS
             or lw in META_WORDS
             or lw in NUMBER_WORDS
             or lw in NEGATIONS
