@@ -30,8 +30,9 @@ import random
 import re
 from pathlib import Path
 
-from app.answering.citations import _MARKER, locate_quote
+from app.answering.citations import _MARKER, claim_of, is_meta, locate_quote
 from app.answering.modes import _EVIDENCE, _around
+from app.refusals import is_not_found_reply
 from benchmarks.answer_quality import LARA
 from pipeline.loaders import load_document
 from pipeline.textspan import STOPWORDS, sentence_spans, terms
@@ -119,7 +120,7 @@ def split_of(doc: str) -> str:
 
 
 def _clip(text: str) -> str:
-    text = text.strip()
+    text = re.sub(r"[ \t]{3,}", "  ", text.strip())  # table padding
     return text if len(text) <= MAX_PASSAGE else text[:MAX_PASSAGE].rsplit(" ", 1)[0]
 
 
@@ -264,8 +265,13 @@ def real(raw_paths: list[Path]) -> list[dict]:
             if r["mode"] == "rag":
                 by_n = {s["n"]: s["text"] for s in r["sources"]}
                 text = r["raw"]
+                prev = ""
                 for k, (a, b) in enumerate(sentence_spans(text)):
                     sentence = text[a:b]
+                    claim = sentence
+                    if len(terms(claim_of(sentence))) < 2 or is_meta(sentence):
+                        claim = f"{prev} {sentence}".strip()  # "See [2].": the sentence before (as cite does)
+                    prev = _MARKER.sub("", claim)
                     cited = [
                         int(n) for m in _MARKER.finditer(sentence) for n in re.findall(r"\d+", m.group(1))
                     ]
@@ -273,8 +279,20 @@ def real(raw_paths: list[Path]) -> list[dict]:
                         if n in by_n:
                             pid = f"{r['qid']}#s{k}[{n}]"
                             rows.append(
-                                _row(pid, "real_rag", r["doc"], r["question"], sentence, by_n[n], None, pid)
+                                _row(pid, "real_rag", r["doc"], r["question"], claim, by_n[n], None, pid)
                             )
+                if not _MARKER.search(text) and not is_not_found_reply(text):
+                    # No marker: longqa matches each sentence to a source; here, the source that
+                    # shares most words with it (plain overlap, neither rule's test).
+                    for k, (a, b) in enumerate(sentence_spans(text)):
+                        sentence = text[a:b]
+                        if is_not_found_reply(sentence) or len(terms(sentence)) < 3:
+                            continue
+                        n = max(by_n, key=lambda i: len(set(terms(sentence)) & set(terms(by_n[i]))))
+                        pid = f"{r['qid']}#s{k}m[{n}]"
+                        rows.append(
+                            _row(pid, "real_rag", r["doc"], r["question"], sentence, by_n[n], None, pid)
+                        )
                 # Also the restated question against the first source (not an answer).
                 if by_n:
                     pid = f"{r['qid']}#restated"
@@ -298,8 +316,9 @@ def real(raw_paths: list[Path]) -> list[dict]:
                 else:
                     # No usable evidence: each sentence against the window of three sentences that
                     # shares most words with it (plain overlap, neither rule's test).
-                    for k, (a, b) in enumerate(sentence_spans(answer)):
-                        sentence = answer[a:b]
+                    for k, sentence in enumerate(_sentences(answer)):
+                        if is_not_found_reply(sentence) or len(terms(sentence)) < 2:
+                            continue
                         passage = _best_window(doc.text, sentence)  # type: ignore[attr-defined]
                         pid = f"{r['qid']}#lc{k}"
                         rows.append(
@@ -312,6 +331,18 @@ def real(raw_paths: list[Path]) -> list[dict]:
                         _row(pid, "restated", r["doc"], r["question"], restate(r["question"]), first, 0, pid)
                     )
     return rows
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences, a piece that starts in lower case joined to the one before ("Cepton, Inc. for the...")."""
+    out: list[str] = []
+    for a, b in sentence_spans(text):
+        piece = text[a:b]
+        if out and piece[:1].islower():
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
 
 
 def _best_window(text: str, sentence: str) -> str:
