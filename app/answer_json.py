@@ -10,8 +10,12 @@ Citation (``citation_json``):
 - ``where``: pages, time range or character range in words (``app.locations.location_text``);
   ``pages`` ``[first, last]``, ``time`` ``[start, end]`` seconds (null when absent); ``span``
   ``[start, end]`` characters of the quote in the document's text;
-- ``quote``; ``verified`` (bool); ``support`` (share of the claim's words in the passage);
-  ``origin``: ``model``, ``repaired``, ``matched`` or ``quote`` (``CitationOrigin``).
+- ``quote``; ``verified`` (bool); ``support`` (share of the words the claim adds to the question
+  that are in the passage); ``origin``: ``model``, ``repaired``, ``matched`` or ``quote``
+  (``CitationOrigin``);
+- ``verdict``: ``verified``, ``unsupported``, ``contradicted``, ``not_an_answer`` or
+  ``not_stated`` (the model's check said so); ``reason``: why, in words; ``claim``: the claim
+  that was checked (docs/citations.md).
 
 Answer (``answer_json``): ``question``, ``answer``, ``mode`` (what answered), ``reason``,
 ``forced``, ``features`` (the router's facts for display), ``model``, ``retrieval``,
@@ -45,6 +49,9 @@ def citation_json(c: Citation, doc_label: str = "") -> dict[str, Any]:
         "verified": bool(c.verified),
         "support": c.support,
         "origin": c.origin,
+        "verdict": c.verdict or ("verified" if c.verified else "unsupported"),
+        "reason": c.reason,
+        "claim": c.claim,
     }
 
 

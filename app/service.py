@@ -408,6 +408,7 @@ class QAService:
             on_text=on_text,
             recheck=cfg.recheck,
             on_restart=on_restart,
+            entail_claims=cfg.entail_claims,
         ), retrieval
 
     def _answer_lc(
@@ -431,6 +432,7 @@ class QAService:
             on_text=on_text,
             recheck=cfg.recheck,
             on_restart=on_restart,
+            entail_claims=cfg.entail_claims,
         )
 
     def with_settings(self, settings: Settings, generator: Generator | None = None) -> QAService:

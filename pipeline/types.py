@@ -225,6 +225,11 @@ class Citation:
     verified: bool
     support: float = 0.0
     origin: CitationOrigin = "model"
+    # Why it is verified or not (app/answering/verify.py): "verified", "unsupported",
+    # "contradicted", "not_an_answer" or "not_stated", a reason in words, and the claim checked.
+    verdict: str = ""
+    reason: str = ""
+    claim: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,3 +262,39 @@ def test_recheck_on_the_real_model_reads_only_the_draft_and_the_request(smol) ->
     assert first.prompt_tokens > 100 and again.prompt_tokens > first.prompt_tokens + 20
     # All of the first prompt (less the generation cue the chat template ends it with) was cached.
     assert again.cached_tokens >= first.prompt_tokens - 4
+
+
+def test_model_check_marks_a_claim_the_model_does_not_confirm() -> None:
+    """llm.entail_claims: after the lexical screen, the model is asked on the answer's own prompt
+    (the first prompt and the answer unchanged, then one request) whether the cited text states
+    the claim; anything but SUPPORTED leaves the citation unverified, with the reply as reason."""
+    doc, chunks = _gulf_doc()
+    good = "The old man taught the boy to fish.\nEvidence: The old man had taught the boy to fish."
+    gen = Replies([good, "NOT_STATED"])
+    res = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, entail_claims=2)
+    (c,) = res.citations
+    assert not c.verified and c.verdict == "not_stated" and "not stated" in c.reason
+    assert res.calls == 2 and len(gen.prompts) == 2 and res.text.startswith("The old man taught")
+    assert gen.prompts[1][: len(gen.prompts[0])] == gen.prompts[0]
+    assert gen.prompts[1][-2].content == good and "taught the boy to fish" in gen.prompts[1][-1].content
+    gen = Replies([good, "SUPPORTED"])
+    (c,) = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, entail_claims=2).citations
+    assert c.verified and "confirmed" in c.reason
+    # Off (0): no second call.
+    gen = Replies([good])
+    (c,) = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50).citations
+    assert c.verified and len(gen.prompts) == 1
+
+
+def test_model_check_on_the_real_model_reads_only_the_request(smol) -> None:  # type: ignore[no-untyped-def]
+    from app.answering.entail import entail_followup, parse
+    from app.answering.prompts import rag_messages
+
+    doc, _ = _gulf_doc()
+    msgs = rag_messages("Who taught the boy to fish?", [("[1] Gulf", doc.text)])
+    first = smol.generate(msgs, max_tokens=16)
+    label, out = entail_followup(smol, msgs, first.text, "source [1]", "The old man taught the boy to fish.")
+    assert label in ("supported", "contradicted", "not_stated") and out.completion_tokens <= 4
+    assert out.cached_tokens >= first.prompt_tokens - 4
+    assert parse("SUPPORTED.") == "supported" and parse(" Not stated") == "not_stated"
+    assert parse("CONTRADICTED") == "contradicted" and parse("maybe") == "not_stated"

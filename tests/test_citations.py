@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.answering.citations import Source, cite, locate_quote, strip_markers, support
+from app.answering.citations import Source, cite, locate_quote, strip_markers, support, supports_lexical
 from pipeline.loaders import load_document
 from pipeline.types import Span
 from tests.conftest import shared
@@ -102,3 +102,101 @@ def test_talk_of_where_it_is_written_is_not_a_claim() -> None:
     # A claim's own numbers still count: a wrong figure stays unverified.
     _text, cites = cite("Almost 7000 data breaches have occurred since 2005 on page 5 [2].", sources)
     assert [(c.number, c.verified) for c in cites] == [(2, False)]
+
+
+# -- issue 19: "verified" means the passage states what the claim adds -----------------------
+# Each case below was verified by the rule before issue 19 (``supports_lexical``); the test
+# asserts that too, so it documents the hole it closes.
+QUESTION = "How many data breaches have occurred since 2005?"
+
+
+def _p5() -> Source:
+    doc, sources = _sources()
+    return Source(1, doc, sources[1].span)
+
+
+def _verdict(answer: str, question: str = QUESTION, src=None):  # type: ignore[no-untyped-def]
+    src = src or _p5()
+    claim = strip_markers(answer)
+    text, cites = cite(answer, [src], question=question)
+    (c,) = cites
+    return text, c, supports_lexical(claim, src.text)
+
+
+def test_restated_question_is_not_an_answer() -> None:
+    for answer in (
+        "Data breaches have occurred since 2005 [1].",
+        "How many data breaches have occurred since 2005? [1]",
+    ):
+        _text, c, old = _verdict(answer)
+        assert old and not c.verified
+        assert c.verdict == "not_an_answer" and "not an answer" in c.reason
+
+
+def test_claim_the_source_does_not_make_is_not_verified() -> None:
+    _text, c, old = _verdict("Almost 5000 data breaches have occurred since 2005, mostly in March [1].")
+    assert old and not c.verified
+    assert c.verdict == "unsupported" and "march" in c.reason
+
+
+def test_negation_of_the_source_is_contradicted() -> None:
+    _text, c, old = _verdict("Almost 5000 data breaches have not occurred since 2005 [1].")
+    assert old and not c.verified and c.verdict == "contradicted"
+    _text, c, _ = _verdict("Almost 5000 data breaches have occurred since 2005 [1].")
+    assert c.verified and c.verdict == "verified"
+
+
+def test_unit_and_scale_must_agree() -> None:
+    _text, c, old = _verdict("Breaches since 2005 exposed over 600 billion records of data [1].", "")
+    assert old and not c.verified and c.verdict == "contradicted" and "billion" in c.reason
+    _text, c, _ = _verdict("Breaches since 2005 exposed over 600 million records of data [1].", "")
+    assert c.verified
+
+
+def test_comparison_must_agree() -> None:
+    answer = "The average cost of a data breach decreased in 2013 by 15% globally [1]."
+    _text, c, old = _verdict(answer, "What happened to the average cost of a data breach in 2013?")
+    assert old and not c.verified and c.verdict == "contradicted" and "decreased" in c.reason
+    _text, c, _ = _verdict(answer.replace("decreased", "increased"), "What happened to the cost in 2013?")
+    assert c.verified
+
+
+def test_who_did_what_must_agree() -> None:
+    doc = load_document(shared("pdf/docling_multi_page.pdf"))
+    i = doc.text.index("Patented in 1868")
+    src = Source(1, doc, Span(i, doc.text.index("document creation", i) + 20))
+    q = "Who introduced the electric typewriter?"
+    _text, c, old = _verdict(
+        "Christopher Latham Sholes introduced the electric typewriter in 1935 [1].", q, src
+    )
+    assert old and not c.verified
+    _text, c, old = _verdict("The electric typewriter introduced IBM in 1935 [1].", q, src)
+    assert old and not c.verified and c.verdict == "contradicted"
+    _text, c, _ = _verdict("IBM introduced the electric typewriter in 1935 [1].", q, src)
+    assert c.verified
+    _text, c, _ = _verdict("The typewriter was patented by Christopher Latham Sholes in 1868 [1].", q, src)
+    assert c.verified
+
+
+def test_model_prose_about_sources_is_not_shown() -> None:
+    """ "as verified on page 99" is the model's word, not the document's: taken out of the text
+    shown and of the claim; a false claim with it stays unverified."""
+    text, c, _ = _verdict("Almost 5000 data breaches have occurred since 2005, as verified on page 99 [1].")
+    assert text == "Almost 5000 data breaches have occurred since 2005 [1]." and c.verified
+    text, c, old = _verdict("Almost 7000 data breaches have occurred since 2005, as verified on page 99 [1].")
+    assert "verified" not in text and "99" not in text and not c.verified
+    text, cites = cite(
+        "Almost 5000 data breaches have occurred since 2005. This is verified in the document [1].",
+        [_p5()],
+        question=QUESTION,
+    )
+    assert text == "Almost 5000 data breaches have occurred since 2005 [1]." and cites[0].verified
+
+
+def test_every_citation_carries_a_verdict_and_reason_in_json() -> None:
+    from app.answer_json import citation_json
+
+    _text, c, _ = _verdict("Almost 5000 data breaches have not occurred since 2005 [1].")
+    out = citation_json(c)
+    assert out["verified"] is False and out["verdict"] == "contradicted"
+    assert "negat" in out["reason"] and out["claim"].startswith("Almost 5000")

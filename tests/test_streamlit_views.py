@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pymupdf
@@ -154,6 +155,11 @@ def test_citation_labels_say_where_and_whether_verified() -> None:
     assert src.location_label(c) == "pp. 3–4"
     assert src.status_label(c) == "unverified"
     assert "25%" in src.explain_status(c) and "moved to the one that supports" in src.explain_status(c)
+    # The checker's own verdict and reason, when the citation carries them (issue 19).
+    why = replace(
+        c, verdict="contradicted", reason="the claim gives 412 gigawatt, the passage 412 with megawatt"
+    )
+    assert src.explain_status(why).startswith("Unverified (contradicted): the claim gives 412 gigawatt")
 
 
 def test_errors_are_explained_with_the_fix() -> None:

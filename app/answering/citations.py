@@ -1,8 +1,10 @@
 """Citations: parse [n] markers, map them to document spans, extract quotes, verify.
 
-Verification rule (docs/citations.md): a citation is ``verified`` when the cited
-passage supports the claim: at least ``MIN_SUPPORT`` of the claim's content
-words appear in it and every number in the claim appears in it. The quote shown
+Verification rule (docs/citations.md, ``app/answering/verify.py``): a citation is ``verified``
+when the cited passage states what the claim adds to the question, with its names, numbers,
+units, negation, direction and roles agreeing; each citation carries its verdict and reason.
+The model's talk about sources ("as verified on page 99") is taken out of the claim and of the
+text shown. The quote shown
 is always text copied from the document at the cited span. Markers that name no
 source are removed; a marker whose source does not support its claim is moved
 to the source that does ("repaired"), or kept and shown as unverified.
@@ -14,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from app.answering.verify import META_WORDS, SOURCE_TALK, Check, check
 from pipeline.textspan import numbers, sentence_spans, terms
 from pipeline.types import Chunk, Citation, CitationOrigin, Document, Span
 
@@ -35,7 +38,29 @@ _WHERE = re.compile(
 
 def claim_of(sentence: str) -> str:
     """The claim a sentence makes: without citation markers and without talk of where it is written."""
-    return re.sub(r"\s{2,}", " ", _WHERE.sub("", _MARKER.sub("", sentence))).strip()
+    no_talk = SOURCE_TALK.sub(" ", _WHERE.sub("", _MARKER.sub("", sentence)))
+    return re.sub(r"\s+([,.;:!?])", r"\1", re.sub(r"\s{2,}", " ", no_talk)).strip()
+
+
+def shown_sentence(sentence: str) -> str:
+    """A sentence as shown: without the model's talk about sources ("as verified on page 99",
+    "(verified)"), which the answer must not present as fact."""
+    text = SOURCE_TALK.sub(" ", sentence)
+    text = re.sub(r"\s+([,.;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text))
+    text = re.sub(r"([,;:])\s*([.!?])", r"\2", text)
+    return text.rstrip(" ,;:")
+
+
+def shown_text(answer: str) -> str:
+    """``shown_sentence`` for every sentence; sentences that only talk about sources are dropped."""
+    keep = [shown_sentence(answer[a:b]) for a, b in sentence_spans(answer) if not is_meta(answer[a:b])]
+    return " ".join(k for k in keep if k)
+
+
+def is_meta(sentence: str) -> bool:
+    """A sentence that only talks about sources ("This is stated in the text on page 7489.")."""
+    words = [w for w in terms(_WHERE.sub("", _MARKER.sub("", sentence))) if not w.isdigit()]
+    return bool(words) and all(w in META_WORDS for w in words)
 
 
 @dataclass(frozen=True)
@@ -71,7 +96,14 @@ def support(claim: str, passage: str) -> float:
     return len(want & set(terms(passage))) / len(want)
 
 
-def supports(claim: str, passage: str) -> bool:
+def supports(claim: str, passage: str, question: str = "") -> bool:
+    """The passage states what the claim adds to the question (``verify.check``)."""
+    return check(claim, passage, question).verified
+
+
+def supports_lexical(claim: str, passage: str) -> bool:
+    """The rule before issue 19 (half the claim's words and all its numbers in the passage);
+    kept for benchmarks that compare the two."""
     return support(claim, passage) >= MIN_SUPPORT and numbers(claim) <= numbers(passage)
 
 
@@ -95,11 +127,17 @@ def best_quote(claim: str, doc: Document, span: Span, max_chars: int = 400) -> S
 
 
 def make_citation(
-    number: int, claim: str, src: Source, origin: CitationOrigin = "model", quote: Span | None = None
+    number: int,
+    claim: str,
+    src: Source,
+    origin: CitationOrigin = "model",
+    quote: Span | None = None,
+    question: str = "",
 ) -> Citation:
     doc = src.doc
     quote_span = quote or best_quote(claim, doc, src.span)
     passage = src.text
+    verdict: Check = check(claim, passage, question)
     return Citation(
         number=number,
         doc_id=doc.doc_id,
@@ -109,25 +147,27 @@ def make_citation(
         pages=doc.pages_for(quote_span),
         time=doc.time_for(quote_span),
         quote=doc.text[quote_span.start : quote_span.end],
-        verified=supports(claim, passage),
-        support=round(support(claim, passage), 3),
+        verified=verdict.verified,
+        support=round(verdict.support, 3),
         origin=origin,
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+        claim=claim,
     )
 
 
-def _best_source(claim: str, sources: Sequence[Source]) -> Source | None:
-    best, best_sup = None, 0.0
+def _best_source(claim: str, sources: Sequence[Source], question: str = "") -> Source | None:
+    """The source that states the claim best (verified; the highest support), if any does."""
+    best, best_sup = None, -1.0
     for src in sources:
-        if not numbers(claim) <= numbers(src.text):
-            continue
-        sup = support(claim, src.text)
-        if sup > best_sup:
-            best, best_sup = src, sup
-    return best if best_sup >= MIN_SUPPORT else None
+        got = check(claim, src.text, question)
+        if got.verified and got.support > best_sup:
+            best, best_sup = src, got.support
+    return best
 
 
 def cite(
-    answer: str, sources: Sequence[Source], *, match_unmarked: bool = True
+    answer: str, sources: Sequence[Source], *, match_unmarked: bool = True, question: str = ""
 ) -> tuple[str, list[Citation]]:
     """Citations for an answer; returns the answer text to show and its citations.
 
@@ -155,21 +195,33 @@ def cite(
         final: list[int] = []
         for n in cited:
             origin: CitationOrigin = "model"
-            if not supports(claim, by_number[n].text):
-                better = _best_source(claim, sources)
+            if not supports(claim, by_number[n].text, question):
+                better = _best_source(claim, sources, question)
                 if better is not None:
                     n, origin = better.number, "repaired"
             if n not in final:
                 final.append(n)
                 origins.setdefault(n, origin)
         if not any_marker and match_unmarked and len(terms(claim)) >= MIN_CLAIM_TERMS:
-            better = _best_source(claim, sources)
+            better = _best_source(claim, sources, question)
             if better is not None:
                 final.append(better.number)
                 origins.setdefault(better.number, "matched")
         for n in final:
             claims.setdefault(n, []).append(claim)
-        text = _MARKER.sub("", sentence).rstrip()
+        text = shown_sentence(_MARKER.sub("", sentence).rstrip())
+        if is_meta(sentence) and shown:
+            # Only talk about sources: not shown; its citations go with the sentence before.
+            prev = shown[-1]
+            new = [n for n in final if f"[{n}]" not in prev]
+            if new:
+                end = len(prev.rstrip(".!?:;"))
+                gap = "" if prev[:end].endswith("]") else " "
+                shown[-1] = prev[:end] + gap + "".join(f"[{n}]" for n in new) + prev[end:]
+            for n in final:
+                claims.setdefault(n, []).append(claim)
+            cursor = b
+            continue
         if final:
             # Keep the sentence's closing punctuation after the markers.
             end = len(text.rstrip(".!?:;"))
@@ -178,7 +230,8 @@ def cite(
         cursor = b
         prev_claim = claim
     cites = [
-        make_citation(n, " ".join(dict.fromkeys(claims[n])), by_number[n], origins[n]) for n in sorted(claims)
+        make_citation(n, " ".join(dict.fromkeys(claims[n])), by_number[n], origins[n], question=question)
+        for n in sorted(claims)
     ]
     return "".join(shown).strip(), cites
 

@@ -23,7 +23,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from app.answering.citations import Source, cite, locate_quote, make_citation, strip_markers
+from app.answering.citations import (
+    Source,
+    cite,
+    claim_of,
+    locate_quote,
+    make_citation,
+    shown_text,
+    strip_markers,
+)
+from app.answering.entail import entail_followup
 from app.answering.prompts import (
     LC_SYSTEM,
     NOT_FOUND,
@@ -114,6 +123,39 @@ def _recheck(
     )
 
 
+def confirm(
+    result: ModeResult, messages: Sequence[Message], gen: Generator, max_claims: int, mode: str
+) -> ModeResult:
+    """The model's check of the verified citations (``app/answering/entail.py``), at most
+    ``max_claims`` per answer, on the answer's own cached prompt: a citation whose claim the model
+    does not call SUPPORTED is marked unverified, with the model's reply as the reason."""
+    if max_claims <= 0 or result.refused:
+        return result
+    gens: list[Generation] = []
+    cites: list[Citation] = []
+    for c in result.citations:
+        if c.verified and len(gens) < max_claims and c.claim:
+            quote = " ".join(c.quote.split())[:300]
+            where = f"source [{c.number}]" if mode == "rag" else f"the document's sentence “{quote}”"
+            label, out = entail_followup(gen, messages, result.generation.text, where, c.claim)
+            gens.append(out)
+            if label == "supported":
+                c = replace(c, reason=f"{c.reason}; the model, asked, confirmed that {where} states it")
+            else:
+                said = label.replace("_", " ")
+                c = replace(
+                    c,
+                    verified=False,
+                    verdict=label,
+                    reason=f"asked whether {where} states the claim, the model replied: {said}",
+                )
+        cites.append(c)
+    if not gens:
+        return result
+    total = replace(_sum([result.generation, *gens]), text=result.generation.text)
+    return replace(result, citations=cites, generation=total, calls=result.calls + len(gens))
+
+
 def _generate(
     gen: Generator, messages: Sequence[Message], max_tokens: int, temperature: float, on_text: TextFn | None
 ) -> Generation:
@@ -134,6 +176,7 @@ def answer_rag(
     on_text: TextFn | None = None,
     recheck: bool = False,
     on_restart: TextFn | None = None,
+    entail_claims: int = 0,
 ) -> ModeResult:
     # Order-preserving assembly: sources in document order (OP-RAG), numbered from 1.
     ordered = sorted(retrieved, key=lambda r: (r.chunk.doc_id, r.chunk.span.start))
@@ -147,13 +190,13 @@ def answer_rag(
     def cited(out: Generation) -> ModeResult:
         text = out.text or NOT_FOUND
         refused = is_not_found_reply(text)
-        shown, cites = cite(text, sources, match_unmarked=not refused)
+        shown, cites = cite(text, sources, match_unmarked=not refused, question=question)
         return ModeResult(shown, cites, out, refused, strategy="rag")
 
     result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
     if recheck:
         result = _recheck(result, messages, "rag", gen, max_tokens, temperature, on_text, on_restart, cited)
-    return result
+    return confirm(result, messages, gen, entail_claims, "rag")
 
 
 # -- fitting long documents ----------------------------------------------------------------
@@ -247,6 +290,7 @@ def answer_lc(
     on_text: TextFn | None = None,
     recheck: bool = False,
     on_restart: TextFn | None = None,
+    entail_claims: int = 0,
 ) -> ModeResult:
     capacity = lc_capacity(gen, question, max_tokens, len(docs))
     if capacity < 256:
@@ -278,12 +322,14 @@ def answer_lc(
     messages = lc_messages(question, material)
 
     def cited(out: Generation) -> ModeResult:
-        return replace(_cite_lc(out.text, [], docs, chunks, out, read), strategy=plan, note=note)
+        return replace(
+            _cite_lc(out.text, [], docs, chunks, out, read, question=question), strategy=plan, note=note
+        )
 
     result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
     if recheck:
         result = _recheck(result, messages, "lc", gen, max_tokens, temperature, on_text, on_restart, cited)
-    return result
+    return confirm(result, messages, gen, entail_claims, "lc")
 
 
 def _sum(gens: Sequence[Generation]) -> Generation:
@@ -334,7 +380,7 @@ def _map_reduce(
     final = _generate(gen, final_msgs, max_tokens, temperature, on_text)
     gens.append(final)
     quotes = [a or b for a, b in _QUOTED.findall(notes)]
-    result = _cite_lc(final.text, quotes, docs, chunks, _sum(gens))
+    result = _cite_lc(final.text, quotes, docs, chunks, _sum(gens), question=question)
     note = f"the documents are longer than the window: LC read them in {total} parts and answered from notes"
     return replace(result, strategy="map_reduce", note=note, calls=len(gens))
 
@@ -357,6 +403,7 @@ def _cite_lc(
     chunks: Sequence[Chunk],
     gen_out: Generation,
     read: dict[str, list[Span]] | None = None,
+    question: str = "",
 ) -> ModeResult:
     """The answer text and its citation: the model's evidence quote located in the documents
     (or, failing that, a quote from the notes), else the answer's claims matched to the
@@ -367,7 +414,7 @@ def _cite_lc(
     raw = raw or NOT_FOUND
     m = _EVIDENCE.search(raw)
     # The LC prompt numbers no sources, so any [n] the model writes is meaningless.
-    answer = _tidy(strip_markers(raw[: m.start()] if m else raw)) or NOT_FOUND
+    answer = _tidy(shown_text(strip_markers(raw[: m.start()] if m else raw))) or NOT_FOUND
     evidence = m.group(1).strip().strip("\"'\u201c\u201d ") if m else ""
     refused = is_not_found_reply(answer)
     if refused:
@@ -385,7 +432,7 @@ def _cite_lc(
             # The model's quote is in the document: cite it, checked against the sentences around it.
             around = _around(d.text, span)
             src = Source(1, d, around, _home(homes[d.doc_id], span.start))
-            cite_one = make_citation(1, answer, src, origin="quote", quote=span)
+            cite_one = make_citation(1, claim_of(answer), src, origin="quote", quote=span, question=question)
             if cite_one.verified:
                 return ModeResult(f"{answer} [1]", [cite_one], gen_out, refused)
             located = located or cite_one
@@ -395,7 +442,7 @@ def _cite_lc(
     for d in docs:
         for a, b in _windows(d.text, (read or {}).get(d.doc_id) or [Span(0, len(d.text))]):
             sources.append(Source(len(sources) + 1, d, Span(a, b), _home(homes[d.doc_id], a)))
-    shown, found = cite(answer, sources, match_unmarked=True)
+    shown, found = cite(answer, sources, match_unmarked=True, question=question)
     if not found and located is not None:
         # Shown as the model gave it, marked unverified: the reader sees the claim is not carried.
         return ModeResult(f"{answer} [1]", [located], gen_out, refused)

@@ -315,7 +315,7 @@ def _write_parquet(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence
     import pyarrow.parquet as pq
 
     # The citation shape of app/answer_json.py; rows journaled before it had no number, source,
-    # span, support or origin (null here).
+    # span, support, origin, verdict, reason or claim (null here).
     citation = pa.struct(
         [
             ("number", pa.int32()),
@@ -331,6 +331,9 @@ def _write_parquet(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence
             ("verified", pa.bool_()),
             ("support", pa.float64()),
             ("origin", pa.string()),
+            ("verdict", pa.string()),
+            ("reason", pa.string()),
+            ("claim", pa.string()),
         ]
     )
     ints = {"row", "line", "tokens", "prompt_tokens", "completion_tokens", "cached_tokens"}

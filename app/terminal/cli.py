@@ -150,6 +150,7 @@ def print_answer(ans: Answer) -> None:
     for c in ans.citations:
         where = ("at " if c.time and not c.pages else "") + location_text(c.pages, c.time, c.span)
         mark = ("verified", "green") if c.verified else ("unverified", "yellow")
+        why = shown_name(f"; {c.reason}") if c.reason and not c.verified else ""
         how: dict[CitationOrigin, str] = {
             "repaired": ", moved to the source that supports it",
             "matched": ", matched by longqa",
@@ -159,7 +160,7 @@ def print_answer(ans: Answer) -> None:
             line(
                 f"[{c.number}] {shown_name(Path(c.source_path).name)}, {where} (",
                 mark,
-                f"{how.get(c.origin, '')}): “{quote[:200]}”",
+                f"{how.get(c.origin, '')}{why}): “{quote[:200]}”",
             ),
             highlight=False,
         )

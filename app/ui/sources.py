@@ -71,6 +71,11 @@ def status_label(c: Citation) -> str:
 
 def explain_status(c: Citation) -> str:
     how = ORIGIN_TEXT.get(c.origin, c.origin)
+    if c.reason:  # the checker's own reason (app/answering/verify.py)
+        if c.verified:
+            return f"Verified: {c.reason} ({how})."
+        what = c.verdict.replace("_", " ") if c.verdict else "unverified"
+        return f"Unverified ({what}): {c.reason} ({how}). Read the passage before relying on this statement."
     share = f"{c.support:.0%} of the claim's words are in the cited passage"
     if c.verified:
         return f"Verified: {share}, with every number it states ({how})."
