@@ -535,13 +535,28 @@ def run(args: argparse.Namespace) -> list[RoundResult]:
                 sys.exit("no PostgreSQL: pass --pg-url or source scripts/postgres.sh (LONGQA_TEST_PG_URL)")
             url = pg_schema_url(base, f"torture_{args.seed}")
         h = Harness(args, db, url)
-        for i in range(args.rounds):
-            if time.monotonic() + args.round_seconds + 30 > deadline:
-                break
-            res = h.run_round(i)
-            results.append(res)
-            print(json.dumps(res.as_dict()), flush=True)
+        try:
+            for i in range(args.rounds):
+                if time.monotonic() + args.round_seconds + 30 > deadline:
+                    break
+                res = h.run_round(i)
+                results.append(res)
+                print(json.dumps(res.as_dict()), flush=True)
+        finally:
+            for p in h.procs:
+                h.kill(p)
+            if url is not None and not args.keep:
+                drop_schema(base, f"torture_{args.seed}")
     return results
+
+
+def drop_schema(base: str, schema: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    engine.dispose()
 
 
 def main() -> None:
@@ -558,6 +573,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", default="/tmp/longqa-torture")
     ap.add_argument("--pg-url", default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema afterwards")
     ap.add_argument("--out", default=None, help="write the rounds' results here (JSON)")
     ap.add_argument("--role", choices=["writer", "reader"], help=argparse.SUPPRESS)
     ap.add_argument("--slot", type=int, default=0, help=argparse.SUPPRESS)
