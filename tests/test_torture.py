@@ -35,3 +35,25 @@ def test_short_torture_loses_nothing(db: str, tmp_path: Path) -> None:
     assert total["docs_checked"] > 0 and total["cited_chunks_checked"] > 0
     ops = {k for r in result["rounds"] for k in r["writer_ops"]}
     assert "ingest-done:ingested" in ops  # the writers got work done between the kills
+
+
+def test_the_torture_check_flags_what_it_must() -> None:
+    """The reader check itself (no processes): a citation is fine only when the writers' logs
+    show the document ready throughout the question."""
+    from benchmarks.torture import Harness
+
+    def op(kind: str, t0: float, end: float, result: str | None, seen: list[list[str]] | None = None) -> dict:  # type: ignore[type-arg]
+        return {"kind": kind, "doc_id": "d", "t0": t0, "end": end, "result": result, "seen": seen or []}
+
+    ingested = op("ingest", 0, 1, "ingested")
+    check = Harness.ready_during
+    assert check([ingested], 2, 3, True) == "ok"
+    assert check([ingested], 0.5, 3, True) == "ambiguous"  # the ingest overlaps the question
+    assert check([], 2, 3, True) == "no ingest of it had started"
+    assert check([ingested, op("delete", 1.5, 1.8, "deleted")], 2, 3, False) == "it had been deleted"
+    assert check([ingested, op("delete", 1.5, 1.8, None)], 2, 3, False) == "ambiguous"  # killed
+    killed = op("ingest", 0, 1, None)
+    assert check([killed, op("ingest", 4, 5, "unchanged", [["d", "ready"]])], 2, 3, True) == "ok"
+    assert "killed before committing" in check([killed, op("ingest", 4, 5, "ingested")], 2, 3, True)
+    assert check([killed], 2, 3, True) == "ok"
+    assert check([killed], 2, 3, False) == "its ingest was killed and never committed"
