@@ -214,6 +214,7 @@ def test_truncated_or_deleted_cache_is_rebuilt_with_one_line(db_url: str, tmp_pa
     assert "index cache" not in err and state["hits"] == good["hits"]
 
 
+@pytest.mark.slow  # 200 s for both databases on the busy 2-core machine
 def test_cli_ask_and_ingest_with_a_missing_or_truncated_cache(
     db_url: str, tmp_path: Path, model_cache: Path
 ) -> None:
