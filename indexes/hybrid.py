@@ -115,7 +115,9 @@ class HybridRetriever:
         if self.cache is None:
             return
         generation = self.store.generation()
-        if self.cache.refresh(generation):
+        # The cache may also have been refreshed by another caller (QAService.index), and a
+        # rebuild replaces its index object: follow it, or searches run on the old vectors.
+        if self.cache.refresh(generation) or self.index is not self.cache.index:
             self.index = self.cache.index
             self._searcher = None
         if self._bm25 is not None and self._bm25_generation != generation:

@@ -212,3 +212,48 @@ def test_truncated_or_deleted_cache_is_rebuilt_with_one_line(db_url: str, tmp_pa
     assert state["hits"] == good["hits"] and any("sigma-1" in h for h in state["hits"])
     state, err = _read(home, db_url, "the lantern of sigma number 1")  # current now: silent
     assert "index cache" not in err and state["hits"] == good["hits"]
+
+
+@pytest.mark.slow  # 200 s for both databases on the busy 2-core machine
+def test_cli_ask_and_ingest_with_a_missing_or_truncated_cache(
+    db_url: str, tmp_path: Path, model_cache: Path
+) -> None:
+    """`longqa ask` rebuilds a missing or truncated index.faiss with one line and answers;
+    `longqa ingest` with a truncated cache works and prints no traceback."""
+    home = tmp_path / "home"
+    files = _files(tmp_path / "docs", "kappa", 2)
+    more = _files(tmp_path / "more", "lambda", 1)
+    env = _env(
+        home,
+        db_url,
+        LONGQA_LOG="WARNING",
+        LONGQA_MODEL_CACHE=str(model_cache),
+        LONGQA_LLM__MODEL="smollm2-135m",
+        LONGQA_LLM__MAX_TOKENS="16",
+        LONGQA_LLM__THREADS="2",
+    )
+
+    def longqa(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([str(LONGQA), *args], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        return done
+
+    longqa("ingest", str(tmp_path / "docs"))
+    cache = home / "index.faiss"
+    assert not cache.exists()  # ingest never writes the cache
+    asked = longqa("ask", "What does the copper of kappa number 2 keep?", "--mode", "rag", "--json")
+    notes = [line for line in asked.stderr.splitlines() if "index cache" in line]
+    assert len(notes) == 1 and "was missing; rebuilt from the database" in notes[0], asked.stderr
+    assert json.loads(asked.stdout)["mode"] == "rag" and cache.exists()
+    n = int(notes[0].rsplit(": ", 1)[1].split()[0])
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 3])
+    ingested = longqa("ingest", str(more[0]))
+    assert "1 ingested, 0 unchanged, 0 failed" in ingested.stderr and "index cache" not in ingested.stderr
+    asked = longqa("ask", "What does the river of lambda number 0 keep?", "--mode", "rag", "--json")
+    notes = [line for line in asked.stderr.splitlines() if "index cache" in line]
+    assert len(notes) == 1 and "was unreadable (truncated" in notes[0], asked.stderr
+    assert int(notes[0].rsplit(": ", 1)[1].split()[0]) > n  # the new document's vectors are in
+    answer = json.loads(asked.stdout)
+    assert answer["mode"] == "rag" and answer["reason"]
+    docs = json.loads(longqa("docs", "--json").stdout)
+    assert sorted(d["source_path"] for d in docs) == sorted(map(str, files + more))

@@ -216,3 +216,32 @@ def test_upgrade_from_a_store_without_vectors(db_url: str, tmp_path: Path) -> No
     assert cache.index.ids() == set(ids_a)
     assert min(store.add(b, cb, _vectors(len(cb), 2))) > max(ids_a)
     store.close()
+
+
+def test_retriever_follows_a_cache_rebuilt_by_another_caller(db_url: str) -> None:
+    """When most vectors are deleted, ``VectorCache.refresh`` rebuilds the index as a new
+    object; a retriever whose cache was refreshed by another caller (``QAService.index``)
+    must search the new index, not the old one with the deleted vectors."""
+    from indexes.hybrid import HybridRetriever, RetrievalConfig
+    from pipeline.types import Chunk, Document, Span
+
+    def doc(tag: str, n: int) -> tuple[Document, list[Chunk]]:
+        text = " ".join(f"{tag}{i}" for i in range(n))
+        d = Document(tag, f"/{tag}.txt", "text", text, tag * 4)
+        return d, [Chunk(f"{tag}-{i}", tag, f"{tag}{i}", Span(0, 1), i, 1) for i in range(n)]
+
+    store = MetadataStore(db_url)
+    big, big_chunks = doc("big", 1500)
+    store.add(big, big_chunks, _vectors(1500, 1))
+    cache = VectorCache(store, None, 8)
+    cache.open()
+    retriever = HybridRetriever(store, cache.index, None, RetrievalConfig(method="bm25"), cache=cache)  # type: ignore[arg-type]
+    assert [h.chunk.text for h in retriever.retrieve("big7", k=3)] == ["big7"]
+    store.delete_documents(["big"])
+    small, small_chunks = doc("small", 3)
+    store.add(small, small_chunks, _vectors(3, 2))
+    assert cache.refresh()  # another caller refreshes: 1500 of 1503 gone, so a new index
+    hits = retriever.retrieve("small1", k=3)
+    assert [h.chunk.text for h in hits][:1] == ["small1"]
+    assert retriever.index is cache.index and len(retriever.index) == 3
+    store.close()
