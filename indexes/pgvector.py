@@ -216,6 +216,8 @@ class PgVectorIndex:
             return []
         self._column = True
         q = vector_literal(np.asarray(query, dtype=np.float32).reshape(-1))
+        if allowed is not None and self._n and len(set(allowed)) >= self._n:
+            allowed = None  # the whole library (chunks exist only for ready documents): use the index
         if allowed is not None:
             if len(allowed) == 0:
                 return []

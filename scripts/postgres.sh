@@ -5,8 +5,14 @@
 # Fallback where that wheel cannot be installed (not CPython 3.11 on x86-64 Linux): Debian's
 # postgresql package, without pgvector (the pgvector tests skip; in CI they fail).
 set -euo pipefail
-if [ -x .venv/bin/python ] && url=$(.venv/bin/python scripts/pgvector_server.py); then
+if [ -x .venv/bin/python ] && url=$(.venv/bin/python scripts/pgvector_server.py 2>/tmp/longqa-pgvector.why); then
   export LONGQA_TEST_PG_URL="$url"
+  cat /tmp/longqa-pgvector.why
+  # Without pgvector (its bundled build needs AVX-512), the pgvector tests skip saying why.
+  if grep -q "^no pgvector: " /tmp/longqa-pgvector.why; then
+    LONGQA_TEST_PGVECTOR_WHY=$(sed -n 's/^no pgvector: //p' /tmp/longqa-pgvector.why)
+    export LONGQA_TEST_PGVECTOR_WHY
+  fi
   echo "PostgreSQL with pgvector ready at $LONGQA_TEST_PG_URL"
   return 0 2>/dev/null || exit 0
 fi
