@@ -103,7 +103,7 @@ def test_pending_and_deleted_documents_are_never_returned(pg_service) -> None:  
     with svc.store.engine.begin() as conn:
         conn.execute(text("UPDATE documents SET status = 'ready' WHERE doc_id = :d"), {"d": pdf.doc_id})
     # Deleted: gone from the search at once.
-    assert svc.delete([pdf.doc_id]) == 1
+    assert svc.delete([pdf.doc_id]) == len(pdf_ids)  # the chunks removed
     hits = svc.retrieve(QUESTIONS[0], k=5)
     assert hits and all(h.chunk.doc_id != pdf.doc_id for h in hits)
     assert not pdf_ids & {i for i, _ in idx.search(qv, 50)}
