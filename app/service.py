@@ -38,6 +38,7 @@ from indexes.bm25 import BM25Config
 from indexes.cache import VectorCache, upgrade_legacy_store
 from indexes.embedding import Embedder
 from indexes.hybrid import HybridRetriever, RetrievalConfig, Retrieved
+from indexes.pgvector import PgVectorIndex
 from indexes.rerank import make_reranker
 from indexes.vector import VectorIndex
 from pipeline.chunking import ChunkingConfig
@@ -67,12 +68,19 @@ class QAService:
     ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = MetadataStore(settings.resolved_database_url)
+        search = settings.retrieval.vector_search
+        self.store = MetadataStore(
+            settings.resolved_database_url,
+            pgvector={"auto": "auto", "pgvector": "on", "faiss": "off"}[search],  # type: ignore[arg-type]
+        )
+        # pgvector: the database searches; no FAISS cache in this process.
+        self.uses_pgvector = search == "pgvector" or (search == "auto" and self.store.has_pgvector)
         # Crash debris of dead writers goes at once; a live writer's pending documents stay.
         self.debris: list[Debris] = reconcile(self.store)
         self._embedder = embedder
         self._generator = generator
         self._cache: VectorCache | None = None
+        self._pgvector: PgVectorIndex | None = None
         self._retriever: HybridRetriever | None = None
         self._doc_tokens: dict[tuple[str, str], int] = {}
 
@@ -111,8 +119,20 @@ class QAService:
         return self._cache
 
     @property
-    def index(self) -> VectorIndex:
-        """The vector index, up to date with the store."""
+    def index(self) -> VectorIndex | PgVectorIndex:
+        """The vector index, up to date with the store: pgvector's, or the FAISS cache."""
+        if self.uses_pgvector:
+            if self._pgvector is None:
+                r = self.settings.retrieval
+                self._pgvector = PgVectorIndex(
+                    self.store,
+                    self.embedder.dim,
+                    index=r.pgvector_index,
+                    exact_below=r.pgvector_exact_below,
+                    ef_search=r.pgvector_ef_search,
+                )
+            self._pgvector.refresh()
+            return self._pgvector
         self.cache.refresh()
         return self.cache.index
 
@@ -142,7 +162,7 @@ class QAService:
                     device=setting_device("embedding.device", self.settings.embedding.device),
                 ),
                 search_backend=r.search_backend,
-                cache=self.cache,
+                cache=None if self.uses_pgvector else self.cache,
             )
         return self._retriever
 

@@ -194,6 +194,23 @@ class RetrievalSettings(_Section):
         description="Dense search: 'auto' uses faiss-gpu when installed with CUDA, else exact torch "
         "search on CUDA, else FAISS on the CPU.",
     )
+    vector_search: Literal["auto", "faiss", "pgvector"] = Field(
+        "auto",
+        description="Where dense search runs: 'pgvector' in PostgreSQL (the vector extension; no "
+        "per-process index), 'faiss' in a FAISS cache per process; 'auto': pgvector when the "
+        "database is PostgreSQL with the extension, else FAISS.",
+    )
+    pgvector_index: Literal["auto", "hnsw", "ivfflat", "exact"] = Field(
+        "auto",
+        description="pgvector's index: 'auto' searches exactly below pgvector_exact_below vectors "
+        "and builds HNSW above (docs/deploy.md); 'ivfflat' builds faster, 'exact' never indexes.",
+    )
+    pgvector_exact_below: int = Field(
+        20_000, description="Vectors below which pgvector searches exactly (no index).", ge=0
+    )
+    pgvector_ef_search: int = Field(
+        100, description="HNSW candidate list per pgvector search (hnsw.ef_search).", ge=1, le=1000
+    )
     fusion: Literal["weighted", "rrf"] = Field(
         "weighted",
         description="'weighted': min-max scaled scores mixed by the weights below; 'rrf': "

@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (FAISS) + BM25, fused, optionally rescored.
+"""Hybrid retrieval: dense (FAISS, or pgvector in PostgreSQL) + BM25, fused, optionally rescored.
 
 1. Candidates: the top ``candidates`` of each retriever, restricted to the
    documents asked about (BM25 then takes its statistics over those documents);
@@ -25,6 +25,7 @@ from indexes.bm25 import BM25Config, BM25Index
 from indexes.cache import VectorCache
 from indexes.embedding import Embedder
 from indexes.fusion import minmax, rrf_fuse, weighted_fuse
+from indexes.pgvector import PgVectorIndex
 from indexes.rerank import Reranker
 from indexes.vector import VectorIndex
 from pipeline.store import MetadataStore
@@ -83,7 +84,7 @@ class HybridRetriever:
     def __init__(
         self,
         store: MetadataStore,
-        index: VectorIndex,
+        index: VectorIndex | PgVectorIndex,
         embedder: Embedder,
         config: RetrievalConfig,
         *,
@@ -92,7 +93,8 @@ class HybridRetriever:
         cache: VectorCache | None = None,
     ) -> None:
         """``cache``: the vector cache ``index`` comes from; before each query the retriever
-        brings it (and BM25) up to the store's generation, so writes by other processes show."""
+        brings it (and BM25) up to the store's generation, so writes by other processes show.
+        ``index`` may be a ``PgVectorIndex`` (no cache: the database searches)."""
         self.store = store
         self.index = index
         self.cache = cache
@@ -112,12 +114,16 @@ class HybridRetriever:
 
     def sync(self) -> None:
         """Bring the derived indexes up to the store's generation (one small query when current)."""
-        if self.cache is None:
+        if self.cache is None and not isinstance(self.index, PgVectorIndex):
             return
         generation = self.store.generation()
+        if isinstance(self.index, PgVectorIndex):
+            self.index.refresh(generation)
         # The cache may also have been refreshed by another caller (QAService.index), and a
         # rebuild replaces its index object: follow it, or searches run on the old vectors.
-        if self.cache.refresh(generation) or self.index is not self.cache.index:
+        elif self.cache is not None and (
+            self.cache.refresh(generation) or self.index is not self.cache.index
+        ):
             self.index = self.cache.index
             self._searcher = None
         if self._bm25 is not None and self._bm25_generation != generation:
@@ -135,7 +141,12 @@ class HybridRetriever:
         when ``search_backend`` asks for one (``auto``: faiss-gpu, else torch on CUDA)."""
         if self._searcher is None:
             self._searcher = self.index
-            if self.search_backend != "faiss-cpu" and self.index.kind == "flat" and len(self.index):
+            if (
+                self.search_backend != "faiss-cpu"
+                and isinstance(self.index, VectorIndex)
+                and self.index.kind == "flat"
+                and len(self.index)
+            ):
                 from gpu.search import choose_backend
                 from indexes.gpu_search import GpuSearcher
 

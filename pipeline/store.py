@@ -16,6 +16,12 @@ Writing a document (``docs/design.md``, "Consistency protocol"):
    with their vectors, marks the document ``ready`` and increments the generation.
 
 Chunks only ever exist for ready documents, so readers never see a half-written one.
+
+On PostgreSQL with the pgvector extension, every chunk's vector is also written (same
+transaction) to ``chunks.embedding``, a pgvector ``vector(dim)`` column, so the database can
+search it (``indexes.pgvector``). The column is added once the store knows its dimension; from
+then on every writer fills it, whatever its own search setting, and the float32 bytes stay
+the portable copy (the FAISS cache, exports and switching back read those).
 ``reap_dead_writers`` removes pending documents whose writer is dead (``pipeline.lease``),
 never those of a live one. Write transactions are serialised: ``BEGIN IMMEDIATE`` on
 SQLite, a row lock on ``store_state`` on PostgreSQL.
@@ -27,6 +33,7 @@ import json
 import logging
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -209,6 +216,14 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def vector_literal(v: np.ndarray) -> str:
+    """A float32 vector as pgvector's text input ('[0.1,-0.2,...]'), exact for float32 values."""
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(v, dtype=np.float32)) + "]"
+
+
+PgVectorMode = Literal["auto", "on", "off"]
+
+
 def encode_vector(v: np.ndarray) -> bytes:
     return np.ascontiguousarray(v, dtype=_F32).tobytes()
 
@@ -259,8 +274,14 @@ class StoreError(LongqaError, RuntimeError):
 
 
 class MetadataStore:
-    def __init__(self, url: str) -> None:
+    """``pgvector``: on PostgreSQL, keep a pgvector copy of the vectors ('auto': when the
+    extension is installed or can be created; 'on': fail with one line when it cannot; 'off':
+    not for this process, though a store that already has the column is still filled)."""
+
+    def __init__(self, url: str, *, pgvector: PgVectorMode = "auto") -> None:
         self.url = url
+        self.pgvector_mode = pgvector
+        self.has_pgvector = False  # the extension is usable in this database
         if url.startswith("sqlite"):
             self.engine: Engine = create_engine(url, future=True, connect_args={"timeout": 60})
             event.listen(self.engine, "connect", _sqlite_connect)
@@ -292,6 +313,79 @@ class MetadataStore:
                         id=1, generation=1, next_vec_id=top + 1, store_id=str(uuid.uuid4()), dim=None
                     )
                 )
+            if self.dialect == "postgresql":
+                self.has_pgvector = self._pgvector_extension(conn)
+                dim = conn.execute(select(StateRow.dim).where(StateRow.id == 1)).scalar()
+                if self.has_pgvector and dim is not None and not _has_embedding(conn):
+                    self._add_embedding_column(conn, int(dim))
+            elif self.pgvector_mode == "on":
+                raise StoreError(
+                    f"pgvector search needs PostgreSQL, but the store is {self.dialect}",
+                    "set retrieval.vector_search to 'auto' or 'faiss', or point LONGQA_DATABASE_URL "
+                    "at PostgreSQL with the vector extension",
+                )
+
+    def _pgvector_extension(self, conn: Connection) -> bool:
+        """Whether pgvector is usable: installed in this database, or created now (needs the
+        right to CREATE EXTENSION). 'on' fails with one line when it is not."""
+        if self.pgvector_mode == "off":
+            return False
+        have = conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first()
+        why = ""
+        if have is None:
+            avail = conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first()
+            if avail is None:
+                why = "the server has no pgvector extension"
+            else:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+                    log.info("created the pgvector extension in the database")
+                except Exception as exc:  # no privilege: the admin runs CREATE EXTENSION once
+                    why = f"CREATE EXTENSION vector failed ({str(exc).splitlines()[0][:160]})"
+        if not why:
+            try:
+                with conn.begin_nested():
+                    conn.execute(text("SELECT '[1]'::vector"))
+            except Exception:
+                why = "the vector extension is installed in a schema that is not on the search_path"
+        if why and self.pgvector_mode == "on":
+            raise StoreError(
+                f"pgvector search was asked for, but {why}",
+                "install pgvector on the server and run 'CREATE EXTENSION vector;' in the database "
+                "(docs/deploy.md), or set retrieval.vector_search to 'faiss'",
+            )
+        if why:
+            log.info("pgvector not used: %s", why)
+        return not why
+
+    def _add_embedding_column(self, conn: Connection, dim: int) -> None:
+        """Add ``chunks.embedding vector(dim)`` and fill it from the stored bytes (a store that
+        existed before pgvector was installed). Runs under the write lock."""
+        conn.execute(text(f"ALTER TABLE chunks ADD COLUMN IF NOT EXISTS embedding vector({dim})"))
+        n = 0
+        while True:
+            rows = conn.execute(
+                text(
+                    "SELECT vec_id, vector FROM chunks "
+                    "WHERE embedding IS NULL AND vector IS NOT NULL LIMIT 5000"
+                )
+            ).all()
+            if not rows:
+                break
+            conn.execute(
+                text("UPDATE chunks SET embedding = CAST(:e AS vector) WHERE vec_id = :v"),
+                [{"v": r[0], "e": vector_literal(decode_vectors([r[1]], dim)[0])} for r in rows],
+            )
+            n += len(rows)
+        log.info("the store keeps its vectors as pgvector vector(%d) too (%d filled in)", dim, n)
+
+    def has_embedding_column(self) -> bool:
+        """Whether the chunks carry a pgvector copy of their vectors (PostgreSQL only)."""
+        if self.dialect != "postgresql":
+            return False
+        with self.engine.connect() as conn:
+            return _has_embedding(conn)
 
     def _upgrade(self, conn: Connection) -> None:
         """Columns added since the first release (a store written before vectors lived in it)."""
@@ -308,7 +402,9 @@ class MetadataStore:
                 },
             ),
         ):
-            have = {c["name"] for c in insp.get_columns(table)}
+            with warnings.catch_warnings():  # SQLAlchemy does not know pgvector's type
+                warnings.simplefilter("ignore")
+                have = {c["name"] for c in insp.get_columns(table)}
             for name, typ in cols.items():
                 if name not in have:
                     ddl = typ.compile(dialect=conn.dialect)
@@ -430,6 +526,7 @@ class MetadataStore:
                         for c, vid, v in zip(chunks, vec_ids, vectors, strict=True)
                     ],
                 )
+                self._write_embeddings(s, vec_ids, vectors, state.dim or dim)
             row.status = "ready"
             row.n_chunks = len(chunks)
             row.owner_host, row.owner_pid, row.owner_started, row.lease_until = None, None, None, None
@@ -439,6 +536,22 @@ class MetadataStore:
             if state.dim is None and dim:
                 state.dim = dim
         return Committed("ingested", vec_ids, old)
+
+    def _write_embeddings(self, s: Session, vec_ids: list[int], vectors: np.ndarray, dim: int) -> None:
+        """The pgvector copy of the new chunks' vectors, in the commit's transaction. Checked under
+        the write lock on every commit: a process that opened the store before the column was
+        added still fills it."""
+        if self.dialect != "postgresql":
+            return
+        conn = s.connection()
+        if not _has_embedding(conn):
+            if not self.has_pgvector:
+                return
+            self._add_embedding_column(conn, dim)
+        conn.execute(
+            text("UPDATE chunks SET embedding = CAST(:e AS vector) WHERE vec_id = :v"),
+            [{"v": vid, "e": vector_literal(v)} for vid, v in zip(vec_ids, vectors, strict=True)],
+        )
 
     def add(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> list[int]:
         """Stage and commit in one go (tests, benchmarks); returns the chunks' vec_ids."""
@@ -515,6 +628,7 @@ class MetadataStore:
                 s.execute(update(ChunkRow).where(ChunkRow.vec_id == int(vid)).values(vector=encode_vector(v)))
             if state.dim is None:
                 state.dim = int(vectors.shape[1])
+            self._write_embeddings(s, [int(v) for v in vec_ids], vectors, int(state.dim))
             state.generation = state.generation + 1
 
     # -- reads ------------------------------------------------------------------
@@ -648,6 +762,18 @@ class MetadataStore:
             warnings=tuple(json.loads(row.warnings_json or "[]")),
             ingested_at=row.ingested_at,
         )
+
+
+def _has_embedding(conn: Connection) -> bool:
+    return (
+        conn.execute(
+            text(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('chunks') "
+                "AND attname = 'embedding' AND NOT attisdropped"
+            )
+        ).first()
+        is not None
+    )
 
 
 def _owner_of(row: DocumentRow) -> Owner | None:

