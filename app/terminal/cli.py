@@ -66,6 +66,18 @@ def error_line(exc: BaseException) -> str:
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (default: $LONGQA_HOME or ./.longqa).")
 ]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        help="Run on a Ray cluster: the head's HOST:PORT, 'auto', or ray://HOST:10001 "
+        "(pip install 'longqa[ray]'; docs/deploy.md).",
+    ),
+]
+RayWorkers = Annotated[
+    int | None,
+    typer.Option("--ray-workers", help="Ray workers to start (default: one per CPU of the cluster)."),
+]
 
 
 @app.command()
@@ -86,11 +98,14 @@ def ingest(
             "--follow-links", help="In folders, also read symbolic links that lead out of the folder."
         ),
     ] = False,
+    ray: RayAddress = None,
+    ray_workers: RayWorkers = None,
     data_dir: DataDir = None,
 ) -> None:
     """Ingest files and folders (PDF, text, markdown, HTML, DOCX, SRT/VTT, audio/video).
 
     Unchanged files are skipped by content hash; changed files replace their old version.
+    With --ray, Ray workers parse, chunk and embed; this process writes the store.
     """
     svc = _service(data_dir)
     if include:
@@ -121,7 +136,13 @@ def ingest(
                     detail=f"{within}{ev.pages} pages, {ev.chunks} chunks",
                 )
 
-            report = svc.ingest(paths, progress, prune=prune)
+            if ray is None:
+                report = svc.ingest(paths, progress, prune=prune)
+            else:
+                from app.cluster.ray_ingest import ray_ingest
+                from app.cluster.ray_session import RayOptions
+
+                report = ray_ingest(svc, paths, RayOptions(ray, ray_workers), progress, prune=prune)
     except LongqaError as exc:  # a model or a setting, not one file (those are listed below)
         _fail(error_line(exc))
     for p in report.ingested:
