@@ -352,9 +352,13 @@ def batch(
     ] = 1,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Ask failed rows again.")] = False,
     model: Annotated[str | None, typer.Option(help="Generator: catalog name or .gguf path.")] = None,
+    ray: RayAddress = None,
+    ray_workers: RayWorkers = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Answer a file of questions over a folder of documents; resumable (see docs/batch.md)."""
+    """Answer a file of questions over a folder of documents; resumable (see docs/batch.md).
+
+    With --ray, Ray workers ingest the folder and answer the questions (one model each)."""
     from app.batch.run import BatchOptions, run_batch
     from app.terminal.progress import RichProgress
 
@@ -363,8 +367,17 @@ def batch(
     svc = _service(data_dir, model)
     opts = BatchOptions(questions, out, docs_dir, mode, concurrency, retry_failed)  # type: ignore[arg-type]
     try:
+        ingest = answerer = None
+        if ray is not None:
+            from app.cluster.ray_batch import RayAnswerer
+            from app.cluster.ray_ingest import ray_ingest
+            from app.cluster.ray_session import RayOptions
+
+            ray_opts = RayOptions(ray, ray_workers)
+            answerer = RayAnswerer(svc, ray_opts)
+            ingest = lambda paths, prog: ray_ingest(svc, paths, ray_opts, prog)  # noqa: E731
         with RichProgress(console) as bar:
-            summary = run_batch(svc, opts, bar, bar.ingest)
+            summary = run_batch(svc, opts, bar, bar.ingest, ingest=ingest, answerer=answerer)
     except LongqaError as exc:  # the run cannot start (BatchError), or a model, a setting, the server
         _fail(error_line(exc), 2)
     for note in summary.notes:
