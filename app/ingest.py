@@ -6,6 +6,10 @@ the file out, chunks with their vectors in, the document ready). The search inde
 caches that readers bring up to date from the store (``indexes.cache``); ingest never
 touches them. ``reconcile`` removes what dead writers left, never a live writer's work, and
 runs whenever the service opens. Any number of processes may ingest into one store at once.
+
+The parts: ``FileParser`` (a file to a Document and its chunks; no store, so it also runs on
+cluster workers, ``app.cluster``), ``DocumentWriter`` (the store side: content-hash skip, stage,
+commit, prune) and ``Ingestor`` (both in turn, embedding in this process).
 """
 
 from __future__ import annotations
