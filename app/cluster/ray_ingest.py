@@ -163,6 +163,12 @@ class _Pool:
             )
         return infos
 
+    def stop(self) -> None:
+        """End the workers, freeing their CPUs (for a batch's answering workers, say)."""
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors, self.load, self.inflight = [], {}, {}
+
     def free(self) -> int | None:
         """The least loaded worker with room for another file, if any."""
         if not self.actors:
@@ -217,19 +223,22 @@ def ingest_on_ray(
 
     new_files = _new_files(files, writer, report)
     with writer.heartbeat():
-        pending = next(new_files, None)
-        if pending is not None:
-            infos = pool.start(min(worker_count(ray, opts), total), settings, opts.cpus_per_worker)
-            if infos[0].warning:
-                log.warning(infos[0].warning)
-        while pending is not None or pool.inflight:
-            while pending is not None and (i := pool.free()) is not None:
-                tick("load", pending[0])
-                pool.submit(i, *pending)
-                pending = next(new_files, None)
-            path, res = pool.next_done()
-            _write(writer, path, res, report)
-            tick("done", path)
+        try:
+            pending = next(new_files, None)
+            if pending is not None:
+                infos = pool.start(min(worker_count(ray, opts), total), settings, opts.cpus_per_worker)
+                if infos[0].warning:
+                    log.warning(infos[0].warning)
+            while pending is not None or pool.inflight:
+                while pending is not None and (i := pool.free()) is not None:
+                    tick("load", pending[0])
+                    pool.submit(i, *pending)
+                    pending = next(new_files, None)
+                path, res = pool.next_done()
+                _write(writer, path, res, report)
+                tick("done", path)
+        finally:
+            pool.stop()
     if prune:
         writer.prune([Path(p) for p in paths if Path(p).is_dir()], report)
     order = {str(f): k for k, f in enumerate(files)}
