@@ -53,7 +53,6 @@ class Cluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         common = ["--num-cpus", "1", "--object-store-memory", "100000000", "--disable-usage-stats", "--block"]
         head = ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--include-dashboard=false"]
-        head += ["--ray-client-server-port", str(_free_port())]
         for k in range(nodes):
             args = head if k == 0 else ["--address", self.address, "--node-ip-address", "127.0.0.1"]
             cmd = [str(BIN / "ray"), "start", *args, *common, "--temp-dir", f"{self.root}/n{k}"]

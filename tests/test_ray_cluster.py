@@ -82,8 +82,6 @@ def cluster() -> Iterator[str]:
                     "--port",
                     str(port),
                     "--include-dashboard=false",
-                    "--ray-client-server-port",
-                    str(_free_port()),
                 ],
             ),
             ("worker", ["--address", address, "--node-ip-address", "127.0.0.1"]),
