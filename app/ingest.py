@@ -6,6 +6,10 @@ the file out, chunks with their vectors in, the document ready). The search inde
 caches that readers bring up to date from the store (``indexes.cache``); ingest never
 touches them. ``reconcile`` removes what dead writers left, never a live writer's work, and
 runs whenever the service opens. Any number of processes may ingest into one store at once.
+
+The parts: ``FileParser`` (a file to a Document and its chunks; no store, so it also runs on
+cluster workers, ``app.cluster``), ``DocumentWriter`` (the store side: content-hash skip, stage,
+commit, prune) and ``Ingestor`` (both in turn, embedding in this process).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.settings import DEFAULT_EXCLUDE
+from app.settings import DEFAULT_EXCLUDE, Settings
 from indexes.embedding import Embedder, truncation_warning
 from pipeline.chunking import ChunkingConfig, chunk_document
 from pipeline.errors import IngestError, LongqaError, UploadRejected
@@ -37,7 +41,8 @@ from pipeline.loaders import (
 )
 from pipeline.loaders.common import content_hash, read_bytes
 from pipeline.store import Debris, MetadataStore
-from pipeline.tokens import TokenCounter
+from pipeline.tokens import HFTokenCounter, TokenCounter
+from pipeline.types import Chunk, Document
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +226,161 @@ def _shorten(stem: str, suffix: str, tag: str = "") -> str:
     return stem.encode()[:room].decode("utf-8", "ignore") + tag + suffix
 
 
+def read_file(path: Path, max_bytes: int) -> bytes:
+    """A supported file's bytes (for its content hash), or an IngestError saying why not."""
+    if path.is_file() and not is_supported(path):
+        raise IngestError(
+            str(path),
+            f"unsupported file type '{path.suffix or '(no suffix)'}'",
+            f"supported types are {', '.join(SUPPORTED_SUFFIXES)}",
+        )
+    return read_bytes(path, max_bytes)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A file read and cut into chunks: what ingest has before embedding (no store involved)."""
+
+    doc: Document
+    chunks: list[Chunk]
+
+
+class FileParser:
+    """Reads one file into a Document and its chunks. It needs no store, so it runs wherever the
+    file's bytes are: in the ingesting process, or on a cluster worker (``app.cluster``)."""
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        chunking: ChunkingConfig,
+        max_file_bytes: int,
+        asr: Callable[[], ASRConfig] | None = None,
+        max_chars: int = 50_000_000,
+        limits: FileLimits | None = None,
+    ) -> None:
+        self.counter = counter
+        self.chunking = chunking
+        self.max_file_bytes = max_file_bytes
+        self.max_chars = max_chars
+        self.limits = limits or FileLimits()
+        self.asr = asr
+
+    def options(self, path: Path) -> LoaderOptions:
+        asr = None
+        if is_media(path):
+            if self.asr is None:
+                raise IngestError(str(path), "speech-to-text is not available", "pip install 'longqa[asr]'")
+            try:
+                asr = self.asr()
+            except LongqaError as exc:  # the speech model is missing: its fix is the file's fix
+                raise IngestError(
+                    str(path), f"speech-to-text is not available ({exc.headline})", exc.fix
+                ) from exc
+            except Exception as exc:
+                raise IngestError(str(path), f"speech-to-text is not available ({exc})", "") from exc
+        return LoaderOptions(
+            max_bytes=self.max_file_bytes,
+            asr=asr,
+            max_chars=self.max_chars,
+            max_pages=self.limits.max_pages,
+            max_media_minutes=self.limits.max_media_minutes,
+            max_seconds=self.limits.max_seconds,
+        )
+
+    def parse(
+        self, path: Path, source: str | None = None, within: Callable[[str, float], None] | None = None
+    ) -> Parsed:
+        """Load ``path`` and chunk it; the document's ``source_path`` is ``source`` (default: the
+        resolved path). Raises IngestError with a one-line reason."""
+        if source is None:
+            source = str(path.resolve()) if path.exists() else str(path)
+        doc = replace(load_document(path, self.options(path)), source_path=source)
+        n_chars = max(1, len(doc.text))
+        on_chunk = (lambda done: within("chunk", done / n_chars)) if within else None
+        chunks = chunk_document(doc, self.counter, self.chunking, on_chunk)
+        if not chunks:
+            raise IngestError(str(path), "no text to index after parsing", "check the file's content")
+        return Parsed(doc, chunks)
+
+
+class DocumentWriter:
+    """The store side of ingest: skips content the store holds, stages a document under this
+    process's lease, commits it with its vectors in one transaction, prunes vanished files.
+    Whoever parsed and embedded the document (this process or a cluster worker), this writes it."""
+
+    def __init__(self, store: MetadataStore, max_file_bytes: int, lease_s: float = LEASE_S) -> None:
+        self.store = store
+        self.max_file_bytes = max_file_bytes
+        self.owner = Owner.current()
+        self.lease_s = lease_s
+        self._stop_after_stage = bool(os.environ.get(STOP_AFTER_STAGE_ENV))
+
+    def heartbeat(self) -> Heartbeat:
+        """Renews the leases of this writer's pending documents while it is entered."""
+        renew = lambda: self.store.renew_leases(self.owner, self.lease_s)  # noqa: E731
+        return Heartbeat(renew, self.lease_s / 4)
+
+    def read_new(self, path: Path, report: IngestReport) -> bytes | None:
+        """The file's bytes when its content is not in the store yet; None (and the file listed as
+        unchanged) when it is. Raises IngestError for a file that cannot be read."""
+        data = read_file(path, self.max_file_bytes)
+        if self.store.find_by_hash(content_hash(data)) is not None:
+            report.unchanged.append(str(path))
+            return None
+        return data
+
+    def write(
+        self, path: Path, parsed: Parsed, vectors: Callable[[], np.ndarray], report: IngestReport
+    ) -> None:
+        """Stage the document, get its chunks' vectors (embedded now, or already embedded on a
+        worker), commit it in one transaction, and record the outcome in ``report``."""
+        doc, chunks = parsed.doc, parsed.chunks
+        staged = self.store.stage(doc, self.owner, self.lease_s)
+        if staged.status == "ready":
+            report.unchanged.append(str(path))
+            return
+        if staged.status == "busy":
+            log.warning("skipped %s: %s", path, staged.why)
+            report.busy.append((str(path), staged.why))
+            return
+        log.info("staged %s (%d chunks)", path, len(chunks))
+        if self._stop_after_stage:
+            self._stop_after_stage = False
+            os.kill(os.getpid(), signal.SIGSTOP)
+        try:
+            vecs = vectors()
+            log.info("embedded %s", path)
+            done = self.store.commit(doc, chunks, vecs, self.owner)
+        except BaseException:
+            self.store.abandon(doc.doc_id, self.owner)
+            raise
+        if done.status == "unchanged":
+            report.unchanged.append(str(path))
+            return
+        log.info("ingested %s", path)
+        report.ingested.append(str(path))
+        report.chunks += len(chunks)
+        report.pages += len(doc.pages) if doc.pages else 0
+        for w in doc.warnings:
+            report.warnings.append((str(path), w))
+
+    def prune(self, folders: list[Path], report: IngestReport) -> None:
+        """Remove documents whose source file under one of ``folders`` no longer exists."""
+        roots = [f.resolve() for f in folders]
+        gone = [
+            d
+            for d in self.store.list_documents()
+            if any(Path(d.source_path).is_relative_to(r) for r in roots) and not Path(d.source_path).exists()
+        ]
+        if not gone:
+            return
+        self.store.delete_documents([d.doc_id for d in gone])
+        report.removed.extend(d.source_path for d in gone)
+
+
 class Ingestor:
+    """Ingest in this process: each file is read, parsed, embedded and written in turn."""
+
     def __init__(
         self,
         store: MetadataStore,
@@ -236,16 +395,9 @@ class Ingestor:
         limits: FileLimits | None = None,
     ) -> None:
         self.store = store
-        self.owner = Owner.current()
-        self.lease_s = lease_s
-        self._stop_after_stage = bool(os.environ.get(STOP_AFTER_STAGE_ENV))
         self.embedder = embedder
-        self.counter = counter
-        self.chunking = chunking
-        self.max_file_bytes = max_file_bytes
-        self.max_chars = max_chars
-        self.limits = limits or FileLimits()
-        self.asr = asr
+        self.parser = FileParser(counter, chunking, max_file_bytes, asr, max_chars, limits)
+        self.writer = DocumentWriter(store, max_file_bytes, lease_s)
         self.walk = walk or WalkOptions()
         warning = truncation_warning(
             chunking.max_tokens,
@@ -268,11 +420,10 @@ class Ingestor:
         files = expand_paths(paths, self.walk, skipped)
         report.warnings.extend(skipped)
         total = len(files)
-        renew = lambda: self.store.renew_leases(self.owner, self.lease_s)  # noqa: E731
-        with Heartbeat(renew, self.lease_s / 4):
+        with self.writer.heartbeat():
             self._ingest_files(files, report, progress)
         if prune:
-            self._prune([Path(p) for p in paths if Path(p).is_dir()], report)
+            self.writer.prune([Path(p) for p in paths if Path(p).is_dir()], report)
         if progress:
             progress(Progress("finished", "", total, total, report.pages, report.chunks))
         return report
@@ -300,19 +451,6 @@ class Ingestor:
             if progress:
                 progress(Progress("done", str(path), i + 1, total, report.pages, report.chunks))
 
-    def _prune(self, folders: list[Path], report: IngestReport) -> None:
-        """Remove documents whose source file under one of ``folders`` no longer exists."""
-        roots = [f.resolve() for f in folders]
-        gone = [
-            d
-            for d in self.store.list_documents()
-            if any(Path(d.source_path).is_relative_to(r) for r in roots) and not Path(d.source_path).exists()
-        ]
-        if not gone:
-            return
-        self.store.delete_documents([d.doc_id for d in gone])
-        report.removed.extend(d.source_path for d in gone)
-
     def _embed(self, texts: list[str], within: Callable[[str, float], None] | None) -> np.ndarray:
         """Vectors of texts, in batches so that a long file reports its progress."""
         if within is None or len(texts) <= EMBED_BATCH:
@@ -323,75 +461,50 @@ class Ingestor:
             parts.append(self.embedder.embed(texts[k : k + EMBED_BATCH]))
         return np.concatenate(parts)
 
-    def _options(self, path: Path) -> LoaderOptions:
-        asr = None
-        if is_media(path):
-            if self.asr is None:
-                raise IngestError(str(path), "speech-to-text is not available", "pip install 'longqa[asr]'")
-            try:
-                asr = self.asr()
-            except LongqaError as exc:  # the speech model is missing: its fix is the file's fix
-                raise IngestError(
-                    str(path), f"speech-to-text is not available ({exc.headline})", exc.fix
-                ) from exc
-            except Exception as exc:
-                raise IngestError(str(path), f"speech-to-text is not available ({exc})", "") from exc
-        return LoaderOptions(
-            max_bytes=self.max_file_bytes,
-            asr=asr,
-            max_chars=self.max_chars,
-            max_pages=self.limits.max_pages,
-            max_media_minutes=self.limits.max_media_minutes,
-            max_seconds=self.limits.max_seconds,
-        )
-
     def _ingest_one(
         self, path: Path, report: IngestReport, within: Callable[[str, float], None] | None = None
     ) -> None:
-        source = str(path.resolve()) if path.exists() else str(path)
-        if path.is_file() and not is_supported(path):
-            raise IngestError(
-                str(path),
-                f"unsupported file type '{path.suffix or '(no suffix)'}'",
-                f"supported types are {', '.join(SUPPORTED_SUFFIXES)}",
-            )
-        data = read_bytes(path, self.max_file_bytes)
-        digest = content_hash(data)
-        same = self.store.find_by_hash(digest)
-        if same is not None:
-            report.unchanged.append(str(path))
+        if self.writer.read_new(path, report) is None:
             return
-        doc = replace(load_document(path, self._options(path)), source_path=source)
-        n_chars = max(1, len(doc.text))
-        on_chunk = (lambda done: within("chunk", done / n_chars)) if within else None
-        chunks = chunk_document(doc, self.counter, self.chunking, on_chunk)
-        if not chunks:
-            raise IngestError(str(path), "no text to index after parsing", "check the file's content")
-        staged = self.store.stage(doc, self.owner, self.lease_s)
-        if staged.status == "ready":
-            report.unchanged.append(str(path))
-            return
-        if staged.status == "busy":
-            log.warning("skipped %s: %s", path, staged.why)
-            report.busy.append((str(path), staged.why))
-            return
-        log.info("staged %s (%d chunks)", path, len(chunks))
-        if self._stop_after_stage:
-            self._stop_after_stage = False
-            os.kill(os.getpid(), signal.SIGSTOP)
-        try:
-            vectors = self._embed([c.text for c in chunks], within)
-            log.info("embedded %s", path)
-            done = self.store.commit(doc, chunks, vectors, self.owner)
-        except BaseException:
-            self.store.abandon(doc.doc_id, self.owner)
-            raise
-        if done.status == "unchanged":
-            report.unchanged.append(str(path))
-            return
-        log.info("ingested %s", path)
-        report.ingested.append(str(path))
-        report.chunks += len(chunks)
-        report.pages += len(doc.pages) if doc.pages else 0
-        for w in doc.warnings:
-            report.warnings.append((str(path), w))
+        parsed = self.parser.parse(path, within=within)
+        self.writer.write(path, parsed, lambda: self._embed([c.text for c in parsed.chunks], within), report)
+
+
+def parser_from_settings(
+    settings: Settings, tokenizer_dir: str, asr: Callable[[], ASRConfig] | None = None
+) -> FileParser:
+    """The FileParser the settings describe, counting tokens with the embedder's tokenizer."""
+    c, ing = settings.chunking, settings.ingest
+    return FileParser(
+        HFTokenCounter(tokenizer_dir),
+        ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary, c.max_chars_per_token),
+        int(ing.max_file_mb * 1e6),
+        asr,
+        ing.max_chars,
+        FileLimits(ing.max_pages, ing.max_media_minutes, ing.max_seconds_per_file),
+    )
+
+
+def walk_from_settings(settings: Settings) -> WalkOptions:
+    ing = settings.ingest
+    return WalkOptions(tuple(ing.include), tuple(ing.exclude), follow_links=ing.follow_links)
+
+
+def ingestor_from_settings(
+    store: MetadataStore, embedder: Embedder, settings: Settings, asr: Callable[[], ASRConfig] | None = None
+) -> Ingestor:
+    """The Ingestor the settings describe, writing to ``store``."""
+    p = parser_from_settings(settings, embedder.tokenizer_dir, asr)
+    ing = settings.ingest
+    return Ingestor(
+        store,
+        embedder,
+        p.counter,
+        p.chunking,
+        p.max_file_bytes,
+        asr=asr,
+        walk=walk_from_settings(settings),
+        max_chars=p.max_chars,
+        lease_s=ing.lease_s,
+        limits=p.limits,
+    )

@@ -14,13 +14,8 @@ from pathlib import Path
 
 from app.answering.modes import ModeResult, answer_lc, answer_rag
 from app.answering.prompts import lc_messages
-from app.catalog import (
-    ModelUnavailable,
-    load_catalog,
-    resolve_asr,
-)
-from app.factories import build_embedder, build_generator, engine_label
-from app.ingest import FileLimits, Ingestor, IngestReport, Progress, WalkOptions, reconcile
+from app.factories import build_asr, build_embedder, build_generator, engine_label
+from app.ingest import Ingestor, IngestReport, Progress, ingestor_from_settings, reconcile
 from app.llm.base import Generator
 from app.routing.router import (
     RetrievalEvidence,
@@ -41,11 +36,9 @@ from indexes.hybrid import HybridRetriever, RetrievalConfig, Retrieved
 from indexes.pgvector import PgVectorIndex
 from indexes.rerank import make_reranker
 from indexes.vector import VectorIndex
-from pipeline.chunking import ChunkingConfig
 from pipeline.errors import DocumentNotFound, EmptyQuestion, NothingIngested, PromptTooLong, QuestionTooLong
 from pipeline.loaders import ASRConfig
 from pipeline.store import Debris, DocInfo, MetadataStore
-from pipeline.tokens import HFTokenCounter
 from pipeline.types import Answer, Document, Mode, RouteDecision, Usage
 
 log = logging.getLogger(__name__)
@@ -169,18 +162,11 @@ class QAService:
     # -- library ----------------------------------------------------------------------
     def asr_config(self) -> ASRConfig:
         """The speech-to-text model, assembled from its PyPI parts on first use."""
-        ing = self.settings.ingest
-        cat = load_catalog()
-        if ing.asr_model in cat.asr:
-            model_dir = resolve_asr(cat.asr[ing.asr_model], self.settings.model_cache)
-        elif Path(ing.asr_model).is_dir():
-            model_dir = Path(ing.asr_model)
-        else:
-            raise ModelUnavailable(
-                f"unknown speech model '{ing.asr_model}'",
-                f"set ingest.asr_model to one of {', '.join(cat.asr)} or a model directory",
-            )
-        return ASRConfig(str(model_dir), threads=ing.asr_threads, language=ing.asr_language)
+        return build_asr(self.settings)
+
+    def ingestor(self) -> Ingestor:
+        """An Ingestor writing to this service's store, as the settings describe."""
+        return ingestor_from_settings(self.store, self.embedder, self.settings, self.asr_config)
 
     def ingest(
         self,
@@ -189,22 +175,8 @@ class QAService:
         *,
         prune: bool = False,
     ) -> IngestReport:
-        c = self.settings.chunking
-        ing = self.settings.ingest
-        ingestor = Ingestor(
-            self.store,
-            self.embedder,
-            HFTokenCounter(self.embedder.tokenizer_dir),
-            ChunkingConfig(c.max_tokens, c.overlap_tokens, c.boundary, c.max_chars_per_token),
-            int(ing.max_file_mb * 1e6),
-            asr=self.asr_config,
-            walk=WalkOptions(tuple(ing.include), tuple(ing.exclude), follow_links=ing.follow_links),
-            max_chars=ing.max_chars,
-            lease_s=ing.lease_s,
-            limits=FileLimits(ing.max_pages, ing.max_media_minutes, ing.max_seconds_per_file),
-        )
         # No index to update: readers bring their caches up to the store's generation.
-        return ingestor.ingest(paths, progress, prune=prune)
+        return self.ingestor().ingest(paths, progress, prune=prune)
 
     def documents(self) -> list[DocInfo]:
         return [d for d in self.store.list_documents() if d.status == "ready"]

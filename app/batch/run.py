@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from app.answer_json import answer_json
 from app.batch.files import (
@@ -38,6 +38,7 @@ from app.batch.files import (
     read_questions,
     write_table,
 )
+from app.ingest import IngestReport
 from app.ingest import Progress as IngestProgress
 from app.locations import fmt_time
 from app.service import QAService
@@ -246,8 +247,14 @@ def make_tasks(qf: QuestionFile, docs: DocumentSet, default_mode: Mode) -> list[
     return tasks
 
 
+IngestFn = Callable[[list[Path], Callable[[IngestProgress], None] | None], IngestReport]
+
+
 def collect_documents(
-    svc: QAService, folder: Path | None, ingest_progress: Callable[[IngestProgress], None] | None = None
+    svc: QAService,
+    folder: Path | None,
+    ingest_progress: Callable[[IngestProgress], None] | None = None,
+    ingest: IngestFn | None = None,
 ) -> tuple[DocumentSet, list[str]]:
     """Ingest ``folder`` (a no-op for unchanged files) and return its documents, with notes."""
     notes: list[str] = []
@@ -259,7 +266,7 @@ def collect_documents(
     if not folder.exists():
         raise BatchError(f"documents folder '{folder}' does not exist")
     root = folder.resolve()
-    report = svc.ingest([folder], ingest_progress)
+    report = ingest([folder], ingest_progress) if ingest else svc.ingest([folder], ingest_progress)
     base = root if root.is_dir() else root.parent
 
     def label(path: str) -> str:
@@ -374,7 +381,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class _InFlight:
+class InFlight:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.now = 0
@@ -390,7 +397,7 @@ class _InFlight:
             self.now -= 1
 
 
-def _answer(svc: QAService, task: Task, gauge: _InFlight) -> RowResult:
+def _answer(svc: QAService, task: Task, gauge: InFlight) -> RowResult:
     assert task.doc is not None
     t0 = time.perf_counter()
     try:
@@ -419,6 +426,37 @@ def effective_concurrency(svc: QAService, wanted: int) -> tuple[int, str]:
     return wanted, ""
 
 
+class Answerer(Protocol):
+    """Who answers the rows: threads in this process (``ThreadAnswerer``) or workers elsewhere
+    (``app.cluster.ray_batch``). ``slots`` rows are in flight at most."""
+
+    slots: int
+    gauge: InFlight
+
+    def start(self, rows: int) -> None: ...
+
+    def submit(self, task: Task) -> Future[RowResult]: ...
+
+    def close(self) -> None: ...
+
+
+class ThreadAnswerer:
+    """Rows answered by this process's service, ``slots`` threads at once."""
+
+    def __init__(self, svc: QAService, slots: int) -> None:
+        self.svc, self.slots, self.gauge = svc, slots, InFlight()
+        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="longqa-batch")
+
+    def start(self, rows: int) -> None:
+        _warm_up(self.svc)
+
+    def submit(self, task: Task) -> Future[RowResult]:
+        return self._pool.submit(_answer, self.svc, task, self.gauge)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _warm_up(svc: QAService) -> None:
     """Build the lazily made parts once, before any worker thread touches them."""
     _ = svc.generator
@@ -432,33 +470,40 @@ def run_batch(
     opts: BatchOptions,
     progress: Callable[[BatchProgress], None] | None = None,
     ingest_progress: Callable[[IngestProgress], None] | None = None,
+    *,
+    ingest: IngestFn | None = None,
+    answerer: Answerer | None = None,
 ) -> BatchSummary:
     """Answer every unfinished row and write the output table. Ctrl-C (or a progress callback
     raising KeyboardInterrupt) stops it cleanly: rows in flight finish and are journaled, the
-    table is written with the rest marked 'pending', and a rerun continues from there."""
+    table is written with the rest marked 'pending', and a rerun continues from there.
+    ``ingest`` and ``answerer`` replace this process's ingest and answering threads (a Ray
+    cluster: ``app.cluster``); the output is the same."""
     try:
         out = check_output_path(opts.out)
         qf = read_questions(opts.questions)
     except QuestionFileError as exc:
         raise BatchError(exc.reason, exc.fix) from exc
-    concurrency, conc_note = effective_concurrency(svc, opts.concurrency)
+    conc_note = ""
+    if answerer is None:
+        concurrency, conc_note = effective_concurrency(svc, opts.concurrency)
+        answerer = ThreadAnswerer(svc, concurrency)
     journal = Journal(journal_path(out))  # first: a second run on the same output stops here
     try:
-        docs, notes = collect_documents(svc, opts.docs, ingest_progress)
+        docs, notes = collect_documents(svc, opts.docs, ingest_progress, ingest)
         notes = [*qf.notes, *notes, *([conc_note] if conc_note else [])]
         tasks = make_tasks(qf, docs, opts.mode)
-        return _run(svc, opts, out, tasks, journal, concurrency, notes, progress)
+        return _run(opts, out, tasks, journal, answerer, notes, progress)
     finally:
         journal.close()
 
 
 def _run(
-    svc: QAService,
     opts: BatchOptions,
     out: Path,
     tasks: list[Task],
     journal: Journal,
-    concurrency: int,
+    answerer: Answerer,
     notes: list[str],
     progress: Callable[[BatchProgress], None] | None,
 ) -> BatchSummary:
@@ -478,9 +523,10 @@ def _run(
     failed_before = (
         0 if opts.retry_failed else sum(1 for k in seen if k in before and before[k].status == "failed")
     )
+    concurrency = answerer.slots
     if todo:
-        _warm_up(svc)
-    gauge = _InFlight()
+        answerer.start(len(todo))
+    gauge = answerer.gauge
     t0 = time.perf_counter()
     answered = failed = streak = tokens = 0
     modes: dict[str, int] = {}
@@ -488,14 +534,13 @@ def _run(
     stopped = ""
     pending = iter(todo)
     running: dict[Future[RowResult], Task] = {}
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="longqa-batch")
 
     def fill() -> None:
         while len(running) < concurrency and not stopped and not interrupted:
             t = next(pending, None)
             if t is None:
                 return
-            running[pool.submit(_answer, svc, t, gauge)] = t
+            running[answerer.submit(t)] = t
 
     try:
         fill()
@@ -528,7 +573,7 @@ def _run(
             except KeyboardInterrupt:
                 interrupted = True  # let the rows in flight finish and reach the journal
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        answerer.close()
     seconds = time.perf_counter() - t0
     rows = _output_rows(tasks, journal.records)
     extras = [c for r in rows for c in r if c not in BASE_COLUMNS]

@@ -66,6 +66,18 @@ def error_line(exc: BaseException) -> str:
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (default: $LONGQA_HOME or ./.longqa).")
 ]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        help="Run on a Ray cluster: the head's HOST:PORT, 'auto', or ray://HOST:10001 "
+        "(pip install 'longqa[ray]'; docs/deploy.md).",
+    ),
+]
+RayWorkers = Annotated[
+    int | None,
+    typer.Option("--ray-workers", help="Ray workers to start (default: one per CPU of the cluster)."),
+]
 
 
 @app.command()
@@ -86,11 +98,14 @@ def ingest(
             "--follow-links", help="In folders, also read symbolic links that lead out of the folder."
         ),
     ] = False,
+    ray: RayAddress = None,
+    ray_workers: RayWorkers = None,
     data_dir: DataDir = None,
 ) -> None:
     """Ingest files and folders (PDF, text, markdown, HTML, DOCX, SRT/VTT, audio/video).
 
     Unchanged files are skipped by content hash; changed files replace their old version.
+    With --ray, Ray workers parse, chunk and embed; this process writes the store.
     """
     svc = _service(data_dir)
     if include:
@@ -121,7 +136,13 @@ def ingest(
                     detail=f"{within}{ev.pages} pages, {ev.chunks} chunks",
                 )
 
-            report = svc.ingest(paths, progress, prune=prune)
+            if ray is None:
+                report = svc.ingest(paths, progress, prune=prune)
+            else:
+                from app.cluster.ray_ingest import ray_ingest
+                from app.cluster.ray_session import RayOptions
+
+                report = ray_ingest(svc, paths, RayOptions(ray, ray_workers), progress, prune=prune)
     except LongqaError as exc:  # a model or a setting, not one file (those are listed below)
         _fail(error_line(exc))
     for p in report.ingested:
@@ -332,9 +353,13 @@ def batch(
     ] = 1,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Ask failed rows again.")] = False,
     model: Annotated[str | None, typer.Option(help="Generator: catalog name or .gguf path.")] = None,
+    ray: RayAddress = None,
+    ray_workers: RayWorkers = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Answer a file of questions over a folder of documents; resumable (see docs/batch.md)."""
+    """Answer a file of questions over a folder of documents; resumable (see docs/batch.md).
+
+    With --ray, Ray workers ingest the folder and answer the questions (one model each)."""
     from app.batch.run import BatchOptions, run_batch
     from app.terminal.progress import RichProgress
 
@@ -343,8 +368,17 @@ def batch(
     svc = _service(data_dir, model)
     opts = BatchOptions(questions, out, docs_dir, mode, concurrency, retry_failed)  # type: ignore[arg-type]
     try:
+        ingest = answerer = None
+        if ray is not None:
+            from app.cluster.ray_batch import RayAnswerer
+            from app.cluster.ray_ingest import ray_ingest
+            from app.cluster.ray_session import RayOptions
+
+            ray_opts = RayOptions(ray, ray_workers)
+            answerer = RayAnswerer(svc, ray_opts)
+            ingest = lambda paths, prog: ray_ingest(svc, paths, ray_opts, prog)  # noqa: E731
         with RichProgress(console) as bar:
-            summary = run_batch(svc, opts, bar, bar.ingest)
+            summary = run_batch(svc, opts, bar, bar.ingest, ingest=ingest, answerer=answerer)
     except LongqaError as exc:  # the run cannot start (BatchError), or a model, a setting, the server
         _fail(error_line(exc), 2)
     for note in summary.notes:
