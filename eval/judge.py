@@ -24,6 +24,13 @@ from eval.textnorm import (
 )
 
 UNANSWERABLE_TASKS = frozenset({"hallu", "hallucination", "unanswerable"})
+# Gold answers that mean "the text cannot answer this" (SQuAD 2.0, Qasper, L-Eval style sets).
+UNANSWERABLE_GOLD = frozenset({"unanswerable", "not answerable", "no answer", "cannot be answered"})
+
+
+def unanswerable(gold: str, task: str) -> bool:
+    """Whether the right answer is to say the text does not contain it."""
+    return task in UNANSWERABLE_TASKS or gold.strip().rstrip(".").lower() in UNANSWERABLE_GOLD
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ class DeterministicJudge:
         pred = prediction.strip()
         if not pred:
             return Verdict(False, 0.0, self.name, "empty answer")
-        if task in UNANSWERABLE_TASKS or (not task and is_pure_refusal(gold, head_chars=60)):
+        if unanswerable(gold, task) or (not task and is_pure_refusal(gold, head_chars=60)):
             if is_pure_refusal(pred):
                 return Verdict(True, 1.0, self.name, "says the text does not contain the answer")
             if is_refusal(pred):
@@ -143,7 +150,7 @@ _VERDICT = re.compile(r"\b(true|false|yes|no|correct|incorrect)\b", re.IGNORECAS
 
 
 def judge_messages(question: str, prediction: str, gold: str, task: str) -> list[Message]:
-    rule = UNANSWERABLE_RULE if task in UNANSWERABLE_TASKS else ANSWERABLE_RULE
+    rule = UNANSWERABLE_RULE if unanswerable(gold, task) else ANSWERABLE_RULE
     user = (
         f"{rule}\n\nQuestion: {question}\nReference answer: {gold}\n"
         f"Candidate answer: {prediction[:3000]}\n\nIs the candidate answer correct? True or False:"
