@@ -46,14 +46,19 @@ def show(v: JudgeValidation, label: str, rows: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lara", type=Path, default=ROOT.parent / "shared" / "data" / "lara")
+    ap.add_argument(
+        "--split",
+        default="32k",
+        help="32k, or 128k with --lara pointing at the unpacked lara-128k.tar.gz",
+    )
     ap.add_argument("--llm-sample", type=int, default=0, help="answers for the LLM judge (0: none)")
     ap.add_argument("--llm-model", default="qwen2.5-coder-1.5b")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    questions = load_questions(args.lara)
-    paper = load_paper_table(args.lara / "paper_table_32k.csv")
+    questions = load_questions(args.lara, split=args.split)
+    paper = load_paper_table(args.lara / f"paper_table_{args.split}.csv")
     models = sorted({r.prediction_dir for r in paper})
-    answers = load_predictions(args.lara, models=models, questions=questions)
+    answers = load_predictions(args.lara, models=models, questions=questions, split=args.split, partial=True)
     det = DeterministicJudge()
     verdicts = judge_answers(det, questions, answers)
     per_answer = (time.perf_counter() - t0) / len(verdicts)

@@ -24,6 +24,13 @@ from eval.textnorm import (
 )
 
 UNANSWERABLE_TASKS = frozenset({"hallu", "hallucination", "unanswerable"})
+# Gold answers that mean "the text cannot answer this" (SQuAD 2.0, Qasper, L-Eval style sets).
+UNANSWERABLE_GOLD = frozenset({"unanswerable", "not answerable", "no answer", "cannot be answered"})
+
+
+def unanswerable(gold: str, task: str) -> bool:
+    """Whether the right answer is to say the text does not contain it."""
+    return task in UNANSWERABLE_TASKS or gold.strip().rstrip(".").lower() in UNANSWERABLE_GOLD
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,82 @@ INITIAL_CONFIG = DeterministicConfig(
 """The hand-set thresholds before they were fitted, kept to show how much fitting changed."""
 
 
+@dataclass(frozen=True)
+class AnswerFeatures:
+    """What the deterministic judge measures of one answer, before any threshold."""
+
+    empty: bool
+    unanswerable: bool  # the right answer is "the text does not say"
+    pure_refusal: bool  # the answer only says the text does not say
+    refusal: bool  # the answer says so somewhere (maybe then guesses)
+    contains_gold: bool  # normalised containment of the gold answer
+    recall: float  # share of the gold's content words (question words removed) in the answer
+    precision: float  # share of the answer's content words found in the gold
+    numbers: float | None  # share of the gold's key numbers the answer states (None: none to state)
+    gold_words: int
+    pred_words: int
+
+
+def answer_features(question: str, prediction: str, gold: str, task: str) -> AnswerFeatures:
+    pred = prediction.strip()
+    if not pred:
+        return AnswerFeatures(True, False, False, False, False, 0.0, 0.0, None, 0, 0)
+    if unanswerable(gold, task) or (not task and is_pure_refusal(gold, head_chars=60)):
+        pure = is_pure_refusal(pred)
+        return AnswerFeatures(False, True, pure, pure or is_refusal(pred), False, 0.0, 0.0, None, 0, 0)
+    asked = set(content_words(question))
+    gold_all = set(content_words(gold))
+    gold_words = gold_all - asked or gold_all
+    pred_words = set(content_words(pred)) - asked
+    recall = len(gold_words & pred_words) / len(gold_words) if gold_words else 0.0
+    precision = len(pred_words & gold_all) / len(pred_words) if pred_words else 0.0
+    nums = number_recall(key_quantities(gold, question), quantities(pred))
+    ng, npred = normalize_answer(gold), normalize_answer(pred)
+    return AnswerFeatures(
+        empty=False,
+        unanswerable=False,
+        pure_refusal=is_pure_refusal(pred),
+        refusal=False,
+        contains_gold=bool(ng) and f" {ng} " in f" {npred} ",
+        recall=recall,
+        precision=precision,
+        numbers=nums,
+        gold_words=len(gold_words),
+        pred_words=len(pred_words),
+    )
+
+
+def decide(f: AnswerFeatures, c: DeterministicConfig, name: str = "deterministic") -> Verdict:
+    """The deterministic judge's verdict from an answer's features and the thresholds."""
+    if f.empty:
+        return Verdict(False, 0.0, name, "empty answer")
+    if f.unanswerable:
+        if f.pure_refusal:
+            return Verdict(True, 1.0, name, "says the text does not contain the answer")
+        if f.refusal:
+            return Verdict(False, 0.0, name, "says the text does not say, then guesses anyway")
+        return Verdict(False, 0.0, name, "answers a question the text cannot answer")
+    if f.pure_refusal and f.recall < c.refusal_recall:
+        return Verdict(False, round(f.recall, 3), name, "says the text does not say")
+    if f.contains_gold:
+        return Verdict(True, 1.0, name, "contains the gold answer")
+    overlap = c.recall_weight * f.recall + (1 - c.recall_weight) * f.precision
+    if f.pred_words > c.verbose_ratio * max(f.gold_words, 1):
+        overlap -= c.verbose_penalty
+    words = f"word overlap {overlap:.2f} (recall {f.recall:.0%}, precision {f.precision:.0%})"
+    nums = f.numbers
+    if f.gold_words <= c.short_words:
+        if nums is not None:
+            return Verdict(nums >= 1.0, round(nums, 3), name, f"states {nums:.0%} of the gold numbers")
+        return Verdict(overlap >= c.short_overlap, round(overlap, 3), name, f"short answer, {words}")
+    if nums is not None:
+        ok = nums >= c.numbers_needed_long and overlap >= c.long_overlap_with_numbers
+        return Verdict(
+            ok, round(0.5 * nums + 0.5 * overlap, 3), name, f"states {nums:.0%} of the gold numbers, {words}"
+        )
+    return Verdict(overlap >= c.long_overlap, round(overlap, 3), name, f"long answer, {words}")
+
+
 class DeterministicJudge:
     """Normalised containment, content-word recall, number matching with units and rounding,
     and refusal detection for questions the text cannot answer. Needs no model."""
@@ -78,47 +161,7 @@ class DeterministicJudge:
         self.config = config or DeterministicConfig()
 
     def judge(self, question: str, prediction: str, gold: str, task: str) -> Verdict:
-        c = self.config
-        pred = prediction.strip()
-        if not pred:
-            return Verdict(False, 0.0, self.name, "empty answer")
-        if task in UNANSWERABLE_TASKS or (not task and is_pure_refusal(gold, head_chars=60)):
-            if is_pure_refusal(pred):
-                return Verdict(True, 1.0, self.name, "says the text does not contain the answer")
-            if is_refusal(pred):
-                return Verdict(False, 0.0, self.name, "says the text does not say, then guesses anyway")
-            return Verdict(False, 0.0, self.name, "answers a question the text cannot answer")
-        asked = set(content_words(question))
-        gold_all = set(content_words(gold))
-        gold_words = gold_all - asked or gold_all
-        pred_words = set(content_words(pred)) - asked
-        recall = len(gold_words & pred_words) / len(gold_words) if gold_words else 0.0
-        precision = len(pred_words & gold_all) / len(pred_words) if pred_words else 0.0
-        nums = number_recall(key_quantities(gold, question), quantities(pred))
-        if is_pure_refusal(pred) and recall < c.refusal_recall:
-            return Verdict(False, round(recall, 3), self.name, "says the text does not say")
-        ng, npred = normalize_answer(gold), normalize_answer(pred)
-        if ng and (f" {ng} " in f" {npred} "):
-            return Verdict(True, 1.0, self.name, "contains the gold answer")
-        overlap = c.recall_weight * recall + (1 - c.recall_weight) * precision
-        if len(pred_words) > c.verbose_ratio * max(len(gold_words), 1):
-            overlap -= c.verbose_penalty
-        words = f"word overlap {overlap:.2f} (recall {recall:.0%}, precision {precision:.0%})"
-        if len(gold_words) <= c.short_words:
-            if nums is not None:
-                return Verdict(
-                    nums >= 1.0, round(nums, 3), self.name, f"states {nums:.0%} of the gold numbers"
-                )
-            return Verdict(overlap >= c.short_overlap, round(overlap, 3), self.name, f"short answer, {words}")
-        if nums is not None:
-            ok = nums >= c.numbers_needed_long and overlap >= c.long_overlap_with_numbers
-            return Verdict(
-                ok,
-                round(0.5 * nums + 0.5 * overlap, 3),
-                self.name,
-                f"states {nums:.0%} of the gold numbers, {words}",
-            )
-        return Verdict(overlap >= c.long_overlap, round(overlap, 3), self.name, f"long answer, {words}")
+        return decide(answer_features(question, prediction, gold, task), self.config, self.name)
 
 
 # -- LLM judge ---------------------------------------------------------------------------------
@@ -143,7 +186,7 @@ _VERDICT = re.compile(r"\b(true|false|yes|no|correct|incorrect)\b", re.IGNORECAS
 
 
 def judge_messages(question: str, prediction: str, gold: str, task: str) -> list[Message]:
-    rule = UNANSWERABLE_RULE if task in UNANSWERABLE_TASKS else ANSWERABLE_RULE
+    rule = UNANSWERABLE_RULE if unanswerable(gold, task) else ANSWERABLE_RULE
     user = (
         f"{rule}\n\nQuestion: {question}\nReference answer: {gold}\n"
         f"Candidate answer: {prediction[:3000]}\n\nIs the candidate answer correct? True or False:"

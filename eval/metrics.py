@@ -10,6 +10,20 @@ from eval.judge import Agreement, agreement
 from eval.runner import ResultRow
 
 ORACLE_LABELS = ("lc", "rag", "both", "neither")
+# Document length buckets, in the generator's tokens: (label, upper bound exclusive).
+LENGTH_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("<8k", 8_000),
+    ("8-32k", 32_000),
+    ("32-128k", 128_000),
+    (">128k", float("inf")),
+)
+
+
+def length_bucket(tokens: int) -> str:
+    """The bucket of a document of ``tokens`` tokens ("?" when its length is unknown)."""
+    if tokens <= 0:
+        return "?"
+    return next(label for label, top in LENGTH_BUCKETS if tokens < top)
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,20 @@ class RoutingMetrics:
 
 
 @dataclass(frozen=True)
+class JudgeAgreement:
+    """The deterministic and the LLM judge on the same open-ended answers of one task type."""
+
+    task: str
+    n: int
+    agree: float  # %
+    kappa: float
+    deterministic: float  # % judged correct
+    llm: float
+    det_only: int  # right for the deterministic judge only
+    llm_only: int
+
+
+@dataclass(frozen=True)
 class Metrics:
     cells: tuple[CellMetrics, ...]
     routing: RoutingMetrics | None
@@ -54,9 +82,16 @@ class Metrics:
     tasks: tuple[str, ...]
     modes: tuple[str, ...]
     errors: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)  # (item, mode, reason)
+    lengths: tuple[CellMetrics, ...] = ()  # per mode and length bucket (``task`` holds the bucket)
+    buckets: tuple[str, ...] = ()  # the length buckets that hold rows, shortest first
+    judge_table: tuple[JudgeAgreement, ...] = ()  # --judge both: per task type and overall
+    mc: dict[str, tuple[int, int]] = field(default_factory=dict)  # mode -> (MC answered, no choice read)
 
     def cell(self, mode: str, task: str = "all") -> CellMetrics | None:
         return next((c for c in self.cells if c.mode == mode and c.task == task), None)
+
+    def length_cell(self, mode: str, bucket: str) -> CellMetrics | None:
+        return next((c for c in self.lengths if c.mode == mode and c.task == bucket), None)
 
 
 def _pct(num: float, den: float) -> float | None:
@@ -153,4 +188,56 @@ def compute(rows: Sequence[ResultRow]) -> Metrics:
     both = [r for r in rows if r.ok and r.correct is not None and r.llm_correct is not None]
     judges = agreement([bool(r.correct) for r in both], [bool(r.llm_correct) for r in both]) if both else None
     errors = tuple((r.item_id, r.mode_requested, r.error) for r in rows if r.error)
-    return Metrics(tuple(cells), routing_metrics(rows), judges, tasks, modes, errors)
+    order = [label for label, _ in LENGTH_BUCKETS] + ["?"]
+    buckets = tuple(b for b in order if any(length_bucket(r.doc_tokens) == b for r in rows if r.ok))
+    lengths = tuple(
+        cell_metrics(
+            m, b, [r for r in rows if r.mode_requested == m and r.ok and length_bucket(r.doc_tokens) == b]
+        )
+        for m in modes
+        for b in buckets
+    )
+    return Metrics(
+        tuple(cells),
+        routing_metrics(rows),
+        judges,
+        tasks,
+        modes,
+        errors,
+        lengths,
+        buckets,
+        judge_table(both),
+        {
+            m: (
+                sum(1 for r in rows if r.ok and r.mc and r.mode_requested == m),
+                sum(1 for r in rows if r.ok and r.mc and r.mode_requested == m and not r.choice),
+            )
+            for m in modes
+            if any(r.ok and r.mc and r.mode_requested == m for r in rows)
+        },
+    )
+
+
+def judge_table(rows: Sequence[ResultRow]) -> tuple[JudgeAgreement, ...]:
+    """Agreement of the two judges per task type and over all rows that both judged."""
+    if not rows:
+        return ()
+    groups: dict[str, list[ResultRow]] = {}
+    for r in rows:
+        groups.setdefault(r.task or "(none)", []).append(r)
+    out = []
+    for task, mine in [*sorted(groups.items()), ("all", list(rows))]:
+        a = agreement([bool(r.correct) for r in mine], [bool(r.llm_correct) for r in mine])
+        out.append(
+            JudgeAgreement(
+                task=task,
+                n=a.n,
+                agree=round(100 * a.agree, 1),
+                kappa=a.kappa,
+                deterministic=_pct(sum(bool(r.correct) for r in mine), len(mine)) or 0.0,
+                llm=_pct(sum(bool(r.llm_correct) for r in mine), len(mine)) or 0.0,
+                det_only=sum(bool(r.correct) and not r.llm_correct for r in mine),
+                llm_only=sum(bool(r.llm_correct) and not r.correct for r in mine),
+            )
+        )
+    return tuple(out)

@@ -22,6 +22,7 @@ PLOTS_NEED = "'longqa eval' (its report's plots)"
 
 PLOTS = {
     "accuracy_by_task.png": "Accuracy by task type and mode",
+    "accuracy_by_length.png": "Accuracy by document length and mode",
     "accuracy_vs_tokens.png": "Accuracy vs prompt tokens",
     "latency.png": "Latency distribution",
     "routing_confusion.png": "Routing decisions vs the oracle",
@@ -57,6 +58,28 @@ def plot(metrics: Metrics, rows: Sequence[ResultRow], out: Path) -> list[str]:
     fig.savefig(out / "accuracy_by_task.png", dpi=110)
     plt.close(fig)
     made.append("accuracy_by_task.png")
+
+    if metrics.buckets:
+        buckets = list(metrics.buckets)
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        for i, m in enumerate(modes):
+            cells = [metrics.length_cell(m, b) for b in buckets]
+            ys = [(c.accuracy or 0.0) if c is not None else 0.0 for c in cells]
+            xs = [j + i * width for j in range(len(buckets))]
+            ax.bar(xs, ys, width, label=m, color=MODE_COLORS.get(m))
+            for x, y, c in zip(xs, ys, cells):
+                if c is not None and c.n:
+                    ax.text(x, y + 1, f"n={c.n}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks([j + width * (len(modes) - 1) / 2 for j in range(len(buckets))], buckets)
+        ax.set_xlabel("document length (tokens)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 105)
+        ax.legend(frameon=False)
+        ax.set_title(PLOTS["accuracy_by_length.png"])
+        fig.tight_layout()
+        fig.savefig(out / "accuracy_by_length.png", dpi=110)
+        plt.close(fig)
+        made.append("accuracy_by_length.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for m in modes:
@@ -146,6 +169,24 @@ def markdown(metrics: Metrics, title: str, plots: Sequence[str], config: dict) -
             c = metrics.cell(m, t)
             vals.append(f"{_fmt(c.accuracy, '%')} (n={c.n})" if c else "–")
         lines.append(f"| {t} | " + " | ".join(vals) + " |")
+    if metrics.buckets:
+        lines += ["", "## Accuracy by document length (tokens)", ""]
+        lines.append("| length | " + " | ".join(metrics.modes) + " |")
+        lines.append("|---|" + "---|" * len(metrics.modes))
+        for b in metrics.buckets:
+            vals = []
+            for m in metrics.modes:
+                c = metrics.length_cell(m, b)
+                vals.append(f"{_fmt(c.accuracy, '%')} (n={c.n})" if c and c.n else "–")
+            lines.append(f"| {b} | " + " | ".join(vals) + " |")
+    if metrics.mc:
+        lines += [
+            "",
+            "Multiple-choice questions are scored by exact set match of the letters read from the "
+            "answer. Answers from which no option could be read: "
+            + ", ".join(f"{m} {bad} of {n}" for m, (n, bad) in metrics.mc.items())
+            + ".",
+        ]
     rt = metrics.routing
     if rt is not None:
         lines += [
@@ -177,6 +218,18 @@ def markdown(metrics: Metrics, title: str, plots: Sequence[str], config: dict) -
             f"The deterministic and the LLM judge agree on {j.agree:.1%} of {j.n} answers "
             f"(Cohen's kappa {j.kappa:.2f}).",
         ]
+        if metrics.judge_table:
+            lines += [
+                "",
+                "| task | answers | agree | Cohen's kappa | deterministic: right | LLM: right | "
+                "right for deterministic only | right for LLM only |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for a in metrics.judge_table:
+                lines.append(
+                    f"| {a.task} | {a.n} | {a.agree:.1f}% | {a.kappa:.2f} | {a.deterministic:.1f}% | "
+                    f"{a.llm:.1f}% | {a.det_only} | {a.llm_only} |"
+                )
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{PLOTS.get(p, p)}]({p})" for p in plots]

@@ -9,17 +9,19 @@ the reason, and the run goes on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from app.llm.base import LLMError
+from eval.choices import extract_letters, score
 from eval.datasets import EvalItem
 from eval.evidence import SentenceIndex, locate_evidence, retrieval_hit
-from eval.judge import DeterministicJudge, Judge
+from eval.judge import DeterministicJudge, Judge, Verdict
 from pipeline.types import Mode
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,11 @@ class ResultRow:
     seconds: float = 0.0
     error: str = ""
     error_kind: str = ""  # "data" (bad input: kept on resume) or "backend" (tried again on resume)
+    mc: bool = False  # a multiple-choice question: ``gold`` holds the correct letters
+    choice: str = ""  # MC: the letters the answer chose ("" when none could be read)
+    alt_answers: list[str] = field(default_factory=list)
+    doc_tokens: int = 0  # the document's length in the generator's tokens
+    extra: dict = field(default_factory=dict)  # the dataset record's own extra fields
 
     @property
     def key(self) -> tuple[str, str]:
@@ -130,9 +137,64 @@ def _error_rows(item: EvalItem, modes: Sequence[str], reason: str, kind: str) ->
             item.answer,
             error=reason,
             error_kind=kind,
+            mc=item.is_mc,
+            alt_answers=list(item.alt_answers),
+            extra=dict(item.extra),
         )
         for m in modes
     ]
+
+
+CONTEXTS = "contexts"
+
+
+def materialize_contexts(items: Sequence[EvalItem], folder: Path) -> list[EvalItem]:
+    """Items whose document text is inline (``context``) get a file named by the text's content
+    hash under ``folder``, written once per distinct text: the library then ingests each text
+    once, and a rerun finds it unchanged."""
+    out = []
+    for it in items:
+        if it.error or not it.context or it.doc:
+            out.append(it)
+            continue
+        digest = hashlib.sha256(it.context.encode("utf-8")).hexdigest()[:20]
+        path = folder / f"context-{digest}.txt"
+        if not path.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".part")
+            tmp.write_text(it.context, encoding="utf-8")
+            tmp.replace(path)
+        out.append(replace(it, doc=str(path.resolve()), context=""))
+    return out
+
+
+def judge_answer(
+    it: EvalItem, text: str, det: Judge, llm: Judge | None
+) -> tuple[str, Verdict, Verdict | None]:
+    """The chosen letters (MC) and the verdicts of the deterministic and the LLM judge.
+
+    MC: exact set match of the letters read from the answer (no LLM judge: the letters decide).
+    Open questions: right when any gold answer (``answer`` or one of ``alt_answers``) matches."""
+    if it.is_mc:
+        chosen = extract_letters(text, it.options)
+        ok = score(chosen, it.answer)
+        why = f"chose {chosen or 'no option'}; correct {it.answer}"
+        return chosen, Verdict(ok, float(ok), "choices", why), None
+    golds = it.golds or ("",)
+
+    def best(judge: Judge) -> Verdict:
+        first = None
+        for i, gold in enumerate(golds):
+            v = judge.judge(it.question, text, gold, it.task)
+            if i:
+                v = replace(v, reason=f"{v.reason} (alternative answer {i})")
+            if v.correct:
+                return v
+            first = first or v
+        assert first is not None
+        return first
+
+    return "", best(det), best(llm) if llm is not None else None
 
 
 def resolve_documents(svc, items: Sequence[EvalItem]) -> tuple[dict[str, str], dict[str, str]]:
@@ -180,6 +242,7 @@ def run_eval(
     summary = RunSummary()
     det = DeterministicJudge()
     modes = tuple(options.modes)
+    items = materialize_contexts(items, store.path.parent / CONTEXTS)
     todo = [(it, m) for it in items for m in modes if not store.done((it.item_id, m))]
     # One document at a time, one mode at a time: consecutive long-context prompts then share the
     # document prefix, which llama.cpp's KV cache (and vLLM's prefix cache) reuse.
@@ -196,6 +259,7 @@ def run_eval(
     doc_ids, doc_errors = resolve_documents(svc, need)
     sentence_index: dict[str, SentenceIndex] = {}
     recall: dict[str, bool | None] = {}
+    lengths: dict[str, int] = {}
     done = 0
     for it, mode in todo:
         if progress:
@@ -209,8 +273,10 @@ def run_eval(
         doc_id = doc_ids[it.doc]
         if options.retrieval_recall and it.item_id not in recall:
             recall[it.item_id] = _retrieval_recall(svc, it, doc_id, sentence_index)
+        if doc_id not in lengths:
+            lengths[doc_id] = _doc_tokens(svc, doc_id)
         try:
-            ans = svc.ask(it.question, mode=mode, doc_ids=[doc_id])
+            ans = svc.ask(it.prompt_question(), mode=mode, doc_ids=[doc_id])
         except LLMError as exc:
             row = _error_rows(it, [mode], f"the model failed: {exc}", "backend")[0]
         except (ValueError, LookupError) as exc:
@@ -219,8 +285,7 @@ def run_eval(
             log.exception("item %s (%s) failed", it.item_id, mode)
             row = _error_rows(it, [mode], f"{type(exc).__name__}: {exc}", "backend")[0]
         else:
-            v = det.judge(it.question, ans.text, it.answer, it.task)
-            lv = llm_judge.judge(it.question, ans.text, it.answer, it.task) if llm_judge else None
+            chosen, v, lv = judge_answer(it, ans.text, det, llm_judge)
             row = ResultRow(
                 item_id=it.item_id,
                 mode_requested=mode,
@@ -246,6 +311,11 @@ def run_eval(
                 completion_tokens=ans.usage.completion_tokens,
                 cached_tokens=ans.usage.cached_tokens,
                 seconds=ans.usage.seconds,
+                mc=it.is_mc,
+                choice=chosen,
+                alt_answers=list(it.alt_answers),
+                doc_tokens=lengths[doc_id],
+                extra=dict(it.extra),
             )
         store.add(row)
         if row.error:
@@ -258,18 +328,27 @@ def run_eval(
     return summary
 
 
+def _doc_tokens(svc, doc_id: str) -> int:
+    """The document's length in the generator's tokens (the length buckets of the report)."""
+    try:
+        return int(svc.generator.count_tokens(svc.store.get_document(doc_id).text))
+    except Exception as exc:  # noqa: BLE001 - a diagnostic; never fail the row for it
+        log.warning("counting the tokens of %s failed: %s", doc_id, exc)
+        return 0
+
+
 def _retrieval_recall(svc, it: EvalItem, doc_id: str, cache: dict[str, SentenceIndex]) -> bool | None:
     """Whether the retriever's top passages hold the gold answer's evidence (None: not locatable)."""
-    if not it.answer:
+    if not it.gold_text:
         return None
     try:
         doc = svc.store.get_document(doc_id)
         if doc_id not in cache:
             cache[doc_id] = SentenceIndex(doc.text)
-        evidence = locate_evidence(cache[doc_id], it.answer, it.question, it.evidence, it.task)
+        evidence = locate_evidence(cache[doc_id], it.gold_text, it.question, it.evidence, it.task)
         if not evidence:
             return None
-        hits = svc.retriever.retrieve(it.question, k=svc.settings.retrieval.top_k, doc_ids=[doc_id])
+        hits = svc.retriever.retrieve(it.prompt_question(), k=svc.settings.retrieval.top_k, doc_ids=[doc_id])
     except Exception as exc:  # noqa: BLE001 - recall is a diagnostic; never fail the row for it
         log.warning("retrieval recall for %s failed: %s", it.item_id, exc)
         return None

@@ -44,8 +44,8 @@ def test_jsonl_dataset_keeps_bad_lines_as_errors(tmp_path: Path) -> None:
     items = load_jsonl(write_dataset(tmp_path))
     assert len(items) == 5
     assert items[0].doc == str((tmp_path / "gold-bug.txt").resolve()) and not items[0].error
-    assert items[3].error == "line 4 has no 'question'"
-    assert items[4].error.startswith("line 5 is not valid JSON")
+    assert items[3].error == "set.jsonl:4: no 'question'; add the question text"
+    assert items[4].error.startswith("set.jsonl:5: not valid JSON")
 
 
 def test_lara_dataset_round_robin_and_evidence() -> None:
@@ -75,7 +75,7 @@ def test_runner_records_errors_resumes_and_reports(tmp_path: Path, service) -> N
     rows = {r.key: r for r in store.all()}
     assert len(rows) == 10 and summary.answered == 4 and summary.errors == 6
     assert "document 'missing.txt' not found" in rows[("set:3", "rag")].error
-    assert rows[("set:4", "auto")].error == "line 4 has no 'question'"
+    assert rows[("set:4", "auto")].error == "set.jsonl:4: no 'question'; add the question text"
     good = rows[("set:1", "rag")]
     assert good.ok and good.answer and good.correct is not None and good.prompt_tokens > 0
     assert good.retrieval_hit is True  # "Sullivan's Island" is in the retrieved passages

@@ -110,3 +110,19 @@ def answer_from_notes_messages(question: str, title: str, notes: str) -> list[Me
         f"Question: {question}\nAnswer, then 'Evidence:' and a sentence quoted in the notes:"
     )
     return [Message("system", ANSWER_FROM_NOTES_SYSTEM), Message("user", user)]
+
+
+MC_INSTRUCTION = (
+    "Choose the correct option(s). Reply first with 'Answer:' and the letter(s) of the correct "
+    "option(s), e.g. 'Answer: B', or 'Answer: A, C' when several are correct. Then give one short "
+    "sentence of justification from the text, with its citation."
+)
+
+
+def multiple_choice_question(question: str, options: Sequence[tuple[str, str]]) -> str:
+    """A multiple-choice question as one question text, for either mode: the question, its
+    lettered options, and how to answer (letters first, then a short justification). The
+    options also help RAG retrieve the passages that settle them."""
+    lines = [question.strip(), "", "Options:"]
+    lines += [f"({letter}) {text.strip()}" for letter, text in options]
+    return "\n".join([*lines, "", MC_INSTRUCTION])
