@@ -345,15 +345,14 @@ def follow(job: AskJob, stop_key: str) -> None:
     an estimate from the measured speed, drafts being checked, the answer as it streams, and a
     Stop button. A click on Stop reruns the page: Streamlit raises in here, and ``finally``
     stops the model's work."""
-    route_box = st.container()
-    drafts_box = st.container()
+    route_box = st.empty()  # st.empty slots: cleared when the answer is complete
+    drafts_box = st.empty()
     status = st.empty()
     preview = st.empty()
     stop_box = st.empty()
     stop_box.button(
         "Stop",
         key=stop_key,
-        icon=":material/stop_circle:",
         help="Stop the model now (its work ends within a second); what it wrote so far stays.",
     )
     route_shown = None
@@ -363,13 +362,14 @@ def follow(job: AskJob, stop_key: str) -> None:
             finished = job.wait(0.25)
             route = job.route
             if route is not None and route is not route_shown:
-                with route_box:
+                with route_box.container():
                     route_line(route)
                 route_shown = route
-            while n_drafts < len(job.drafts):
-                with drafts_box:
-                    draft_box(job.drafts[n_drafts], "being checked")
-                n_drafts += 1
+            if n_drafts < len(job.drafts):
+                n_drafts = len(job.drafts)
+                with drafts_box.container():
+                    for d in job.drafts[:n_drafts]:
+                        draft_box(d, "being checked")
             text, p = job.text, job.prefill
             if text:
                 status.empty()
