@@ -19,10 +19,12 @@ from app.locations import time_range
 from app.safe_mode import allowed_server_path, safe_mode_on, token_ok
 from app.settings import Settings
 from app.ui import sources as src
+from app.ui.asking import AskJob, reading_label
 from app.ui.errors import Problem, explain
 from app.ui.library import (
     UPLOAD_TYPES,
     DocRow,
+    Draft,
     IngestStep,
     Library,
     Mode,
@@ -245,63 +247,149 @@ def pdf_page(path: str, page: int, quote: str) -> None:
         st.image(img.png, width="stretch")
 
 
-def answer_block(lib: Library, lib_key: str, out: Outcome, turn: int, prefix: str = "src") -> None:
+def route_line(route, container=None) -> None:  # type: ignore[no-untyped-def]
+    """The mode badge and the router's reason (or what the user forced), in words."""
+    where = container if container is not None else st
+    cols = where.columns([1, 8], vertical_alignment="center")
+    with cols[0]:
+        st.badge(route.mode.upper(), color="blue" if route.mode == "rag" else "violet")
+    how = "reads the passages best matching the question" if route.mode == "rag" else "reads documents whole"
+    cols[1].caption(("Forced: " if route.forced else "Router: ") + route.reason + f" ({how})")
+
+
+def draft_box(draft: Draft, fate: str) -> None:
+    """A draft shown before the answer was checked: it stays, marked, with the reason."""
+    with st.container(border=True):
+        st.caption(f":material/pending: **First draft, {fate}.** {src.md_text(draft.reason)}.")
+        st.markdown(src.md_text(draft.text))
+
+
+def grounding_banner(text: str, citations) -> src.Grounding:  # type: ignore[no-untyped-def]
+    g = src.grounding(text, citations)
+    if g.kind == "not_found":
+        st.info(g.banner, icon=":material/search_off:")
+    elif g.kind in ("none", "unverified"):
+        st.warning(g.banner, icon=":material/report:")
+    return g
+
+
+def answer_block(
+    lib: Library,
+    lib_key: str,
+    out: Outcome,
+    turn: int,
+    prefix: str = "src",
+    drafts: Sequence[Draft] = (),
+    partial: str = "",
+    route=None,  # type: ignore[no-untyped-def]
+) -> None:
+    if out.stopped:
+        if route is not None:
+            route_line(route)
+        for d in drafts:
+            draft_box(d, "not checked (stopped)")
+        if partial.strip():
+            st.markdown(src.md_text(partial.strip()) + " …")
+        st.warning(
+            f"Stopped after {out.seconds:.1f} s; the model's work was ended. "
+            "The text above is unfinished and its sources were not checked.",
+            icon=":material/stop_circle:",
+        )
+        return
     if out.problem is not None:
         show_problem(out.problem)
         return
     ans = out.answer
     assert ans is not None
+    for d in drafts:
+        fate = (
+            "kept after a second look"
+            if ans.first_draft is not None and ans.first_draft.kept and len(drafts) == 1
+            else "replaced by the answer below"
+        )
+        draft_box(d, fate)
     known = {c.number for c in ans.citations}
+    g = grounding_banner(ans.text, ans.citations)
     st.markdown(src.link_markers(ans.text, turn, known, prefix))
-    cols = st.columns([1, 8], vertical_alignment="center")
-    with cols[0]:
-        st.badge(ans.mode.upper(), color="blue" if ans.mode == "rag" else "violet")
-    cols[1].caption(("Forced: " if ans.route.forced else "Router: ") + ans.route.reason)
+    route_line(ans.route)
     u = ans.usage
-    verified = sum(c.verified for c in ans.citations)
     st.caption(
         f"{u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion tokens · {u.seconds:.1f} s · "
         f"{ans.model}"
         + (f" on {u.engine} ({u.prefill_tokens_per_s:,.0f} tok/s reading)" if u.engine else "")
-        + f" · {verified}/{len(ans.citations)} citations verified"
+        + f" · {g.verified}/{g.total} citations verified"
         + (f" · {ans.retrieval}" if ans.retrieval else "")
     )
+    if g.orphans:
+        nums = ", ".join(f"\\[{n}\\]" for n in g.orphans)
+        st.caption(f"{nums} in the answer point to no passage of your documents (the model made them up).")
     if ans.citations:
-        with st.expander(f"Sources ({len(ans.citations)})", expanded=True):
+        with st.expander(f"Sources ({len(ans.citations)}: {g.verified} verified)", expanded=True):
             for c in ans.citations:
                 citation_panel(lib, lib_key, c, turn, prefix)
-    else:
-        st.caption("No citation: no passage was found that supports this answer.")
     draft = ans.first_draft
-    if draft is not None:
+    if draft is not None and not drafts:
         fate = "kept after a second look" if draft.kept else "replaced by the answer above"
         ok = sum(c.verified for c in draft.citations)
         with st.expander(f"First draft ({fate}: {ok}/{len(draft.citations)} citations verified)"):
             st.markdown(src.md_text(draft.text))
 
 
+def turn_block(lib: Library, lib_key: str, turn: Turn, i: int) -> None:
+    answer_block(lib, lib_key, turn.outcome, i, drafts=turn.drafts, partial=turn.partial, route=turn.route)
+
+
 # -- tabs -----------------------------------------------------------------------------------
-def ask_streaming(lib: Library, view, question: str, mode: Mode, scope: Sequence[str]) -> Outcome:  # type: ignore[no-untyped-def]
-    """Ask, showing the answer as it is decoded; the preview gives way to the answer with its
-    checked citations when it is complete."""
+def follow(job: AskJob, stop_key: str) -> None:
+    """Show a question in flight until it ends: the route once decided, reading progress with
+    an estimate from the measured speed, drafts being checked, the answer as it streams, and a
+    Stop button. A click on Stop reruns the page: Streamlit raises in here, and ``finally``
+    stops the model's work."""
+    route_box = st.empty()  # st.empty slots: cleared when the answer is complete
+    drafts_box = st.empty()
     status = st.empty()
     preview = st.empty()
-    status.caption("Reading and answering… (a long document read whole takes a while the first time)")
-    pieces: list[str] = []
-
-    def on_text(piece: str) -> None:
-        pieces.append(piece)
-        preview.markdown(src.md_text("".join(pieces)) + " ▌")
-
-    def on_restart(reason: str) -> None:
-        pieces.clear()
-        preview.empty()
-        status.caption(f"Answering again: {src.md_text(reason)}…")
-
-    out = lib.ask(view, question, mode, scope, on_text=on_text, on_restart=on_restart)
+    stop_box = st.empty()
+    stop_box.button(
+        "Stop",
+        key=stop_key,
+        help="Stop the model now (its work ends within a second); what it wrote so far stays.",
+    )
+    route_shown = None
+    n_drafts = 0
+    try:
+        while True:
+            finished = job.wait(0.25)
+            route = job.route
+            if route is not None and route is not route_shown:
+                with route_box.container():
+                    route_line(route)
+                route_shown = route
+            if n_drafts < len(job.drafts):
+                n_drafts = len(job.drafts)
+                with drafts_box.container():
+                    for d in job.drafts[:n_drafts]:
+                        draft_box(d, "being checked")
+            text, p = job.text, job.prefill
+            if text:
+                status.empty()
+                preview.markdown(src.md_text(text) + " ▌")
+            elif p is not None and not p.finished:
+                preview.empty()
+                status.progress(p.fraction, text=reading_label(p))
+            else:
+                what = "Finding the passages and choosing how to answer" if route is None else "Starting"
+                status.caption(f"{what}… {job.elapsed_s:.0f} s")
+            if finished:
+                break
+    finally:
+        if not job.finished:
+            job.stop()  # the user clicked Stop (or left): end the model's work now
+    route_box.empty()
+    drafts_box.empty()
     status.empty()
     preview.empty()
-    return out
+    stop_box.empty()
 
 
 def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
@@ -331,7 +419,7 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
             with st.chat_message("user"):
                 st.markdown(src.md_text(turn.question))
             with st.chat_message("assistant"):
-                answer_block(lib, lib_key, turn.outcome, i)
+                turn_block(lib, lib_key, turn, i)
         if not question:
             return
         with st.chat_message("user"):
@@ -344,10 +432,21 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
                 view = view_for(lib, settings)
             except Exception as exc:
                 out = Outcome(None, explain(exc, settings), 0.0, mode)
-            else:
-                out = ask_streaming(lib, view, question, mode, scope)
-            answer_block(lib, lib_key, out, len(chat))
-    chat.append(Turn(question, mode, tuple(scope), out))
+                chat.append(Turn(question, mode, tuple(scope), out))
+                answer_block(lib, lib_key, out, len(chat) - 1)
+                return
+            job = AskJob(lib, view, question, mode, scope).start()
+            try:
+                follow(job, f"stop_{len(chat)}")
+            finally:
+                # Recorded even when Stop reran the page mid-answer.
+                if job.finished and job.outcome is not None and not job.control.cancelled:
+                    out = job.outcome
+                else:
+                    out = Outcome(None, None, job.elapsed_s, mode, stopped=True)
+                turn = Turn(question, mode, tuple(scope), out, tuple(job.drafts), job.text, job.route)
+                chat.append(turn)
+            turn_block(lib, lib_key, turn, len(chat) - 1)
 
 
 def compare_tab(lib: Library, lib_key: str, base: Settings) -> None:

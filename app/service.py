@@ -16,6 +16,7 @@ from app.answering.modes import ModeResult, answer_lc, answer_rag
 from app.answering.prompts import lc_messages
 from app.factories import build_asr, build_embedder, build_generator, engine_label
 from app.ingest import Ingestor, IngestReport, Progress, ingestor_from_settings, reconcile
+from app.llm import control
 from app.llm.base import Generator
 from app.routing.router import (
     RetrievalEvidence,
@@ -310,10 +311,13 @@ class QAService:
         doc_ids: Sequence[str] | None = None,
         on_text: Callable[[str], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
+        on_route: Callable[[RouteDecision], None] | None = None,
     ) -> Answer:
         """Answer with citations. ``on_text`` receives the answer's text as it is decoded (a
         preview: the returned answer is the one with checked citations); ``on_restart`` is told
-        why, when the Self-Route fallback discards a streamed RAG answer and answers again."""
+        why, when the Self-Route fallback discards a streamed RAG answer and answers again;
+        ``on_route`` gets the routing decision before the answer starts (and the new one after a
+        fallback). Under an :class:`app.llm.control.Control` it stops with ``Cancelled``."""
         question = self._question(question)
         t0 = time.perf_counter()
         docs = self._scope(doc_ids)
@@ -323,6 +327,9 @@ class QAService:
             # The policy weighs what retrieval finds; the same passages answer in RAG mode.
             hits, evidence = self.retrieve_for_router(question, docs)
         decision = self.decide(question, docs, mode, evidence)
+        if on_route is not None:
+            on_route(decision)
+        control.check()
         result: ModeResult
         retrieval = ""
         if decision.mode == "rag":
@@ -338,16 +345,18 @@ class QAService:
                 spent = (result.generation.prompt_tokens, result.generation.completion_tokens)
                 if on_restart is not None:
                     on_restart(fb.reason)
-                if fb.target == "lc":
-                    result = self._answer_lc(question, docs, on_text, on_restart)
-                else:
-                    k = 3 * self.settings.retrieval.top_k
-                    result, retrieval = self._answer_rag(question, docs, k, on_text, on_restart)
                 decision = RouteDecision(
                     "lc" if fb.target == "lc" else "rag",
                     f"{decision.reason}; then {fb.reason}",
                     replace(decision.facts, fallback_score=round(fb.score, 4)) if decision.facts else None,
                 )
+                if on_route is not None:
+                    on_route(decision)
+                if fb.target == "lc":
+                    result = self._answer_lc(question, docs, on_text, on_restart)
+                else:
+                    k = 3 * self.settings.retrieval.top_k
+                    result, retrieval = self._answer_rag(question, docs, k, on_text, on_restart)
         if result.note:  # LC on documents longer than the window: say what was read
             decision = replace(decision, reason=f"{decision.reason}; {result.note}")
         g = result.generation

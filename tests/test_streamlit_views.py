@@ -260,3 +260,39 @@ def test_session_views_share_one_library_and_use_their_own_top_k(service, settin
     out = lib.ask(view, "Who developed WordStar?", "rag", [pdf.doc_id])
     assert out.answer is None and out.problem is not None
     assert "no longer in the library" in out.problem.message
+
+
+def _cite(n: int, verified: bool) -> Citation:
+    return Citation(n, "d", "x.txt", None, Span(0, 5), None, None, "quote", verified)
+
+
+def test_grounding_marks_answers_without_a_verified_source() -> None:
+    ok = src.grounding("WordStar was written by Rob Barnaby [1].", [_cite(1, True)])
+    assert ok.kind == "verified" and ok.banner == "" and ok.orphans == ()
+    none = src.grounding("Tokyo has around 12.5 million people.", [])
+    assert none.kind == "none" and none.banner.startswith("No verified source in your documents")
+    weak = src.grounding("It was 1978 [1]. Also [3].", [_cite(1, False)])
+    assert weak.kind == "unverified" and "No verified source" in weak.banner
+    assert weak.orphans == (3,)  # [3] has no passage: the panel count stays honest
+    refused = src.grounding("The documents do not contain the population of Tokyo.", [])
+    assert refused.kind == "not_found" and refused.banner.startswith("Not in your documents")
+    assert src.markers_in("a [2] b [1, 2] c [4]") == [2, 1, 4]
+
+
+def test_recheck_reasons_in_plain_words_and_the_reading_estimate() -> None:
+    from app.answering.modes import RECHECK_NOTE
+    from app.llm.control import PrefillState
+    from app.ui.asking import plain_reason, reading_label
+
+    assert "checking the draft against the sources" in plain_reason(RECHECK_NOTE)
+    fb = "the RAG answer looks unsure (fallback score 0.66 >= 0.65), so the whole document was read"
+    words = plain_reason(fb)
+    assert "whole document is being read" in words and "0.66" not in words and "score" not in words
+    p = PrefillState(tokens=6000, tokens_per_s=150.0, started=time.monotonic() - 10)
+    label = reading_label(p)
+    assert label.startswith("Reading 6,000 tokens") and "about 30 s left of 40 s" in label
+    assert "150 tokens/s" in label and 0.24 < p.fraction < 0.26
+    p.done = 3000  # the engine's own count is ahead of the clock: it wins
+    assert p.fraction == pytest.approx(0.5) and p.left_s == pytest.approx(20.0, abs=0.5)
+    late = PrefillState(tokens=100, tokens_per_s=100.0, started=time.monotonic() - 5)
+    assert "taking longer than the 1 s expected" in reading_label(late) and late.fraction == 0.99

@@ -283,6 +283,14 @@ class EngineProcess:
         except subprocess.TimeoutExpired:
             return None
 
+    def kill(self) -> None:
+        """End the engine at once, whatever it is doing (the user stopped a request that it
+        would otherwise keep computing); the process is reaped by :meth:`stop`."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: the native grandchild too
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:

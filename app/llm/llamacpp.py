@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import httpx
 
+from app.llm import control
 from app.llm.base import (
     DecodingLoop,
     Generation,
@@ -58,6 +59,10 @@ ProgressFn = Callable[[int, int], None]  # (tokens evaluated so far, tokens to e
 EngineChoice = Literal["auto", "xllamacpp", "native"]
 # KV bytes a prompt token takes, before the first saved state tells the real figure.
 _KV_BYTES_PER_TOKEN = 32 << 10
+# After a stop, how long the engine may take to send its next event before it is killed (and
+# started again in the background): a token comes within this while decoding; reading a prompt
+# sends one event per batch, which can take many seconds.
+CANCEL_GRACE_S = 0.4
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,7 @@ class LlamaCppGenerator(DecodingLoop):
         raise EngineDied(code, f"{self.name}: {what}; it restarts on safe settings for the next question")
 
     def _post(self, path: str, body: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
+        control.check()
         eng = self._ensure()
         try:
             r = httpx.post(f"{eng.url}{path}", json=body, timeout=timeout, headers={"Connection": "close"})
@@ -411,9 +417,67 @@ class LlamaCppGenerator(DecodingLoop):
             return self._prepare_prefix(tokens, n_prefix, progress)
 
     # -- generation ---------------------------------------------------------------------
+    def _to_read(self, tokens: Sequence[int], n_prefix: int) -> int:
+        """Prompt tokens the engine will evaluate: those after what its slot holds, or after
+        the prefix when that is saved in memory or on disk."""
+        have = _common(self._live, tokens)
+        if n_prefix and have < n_prefix:
+            key = prefix_key(self.model_id, list(tokens[:n_prefix]))
+            if key in self._ram or (self.kv_cache is not None and self.kv_cache.has(key)):
+                have = n_prefix
+        return max(1, len(tokens) - have)
+
     def _events(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Server-sent events of one streamed /completion; closing this iterator early closes
-        the connection, which makes the engine stop decoding."""
+        the connection, which makes the engine stop decoding.
+
+        Under a :class:`~app.llm.control.Control`, a stop ends the stream at the next event, or,
+        when none comes within ``CANCEL_GRACE_S`` (the engine is reading a long prompt), kills
+        the engine, which starts again in the background; either way :class:`Cancelled`."""
+        ctl = control.current()
+        if ctl is None:
+            yield from self._stream_events(body, None)
+            return
+        ctl.check()
+        eng = self._ensure()
+        open_ = threading.Event()
+        open_.set()
+
+        def kill_if_busy() -> None:
+            if open_.is_set():
+                log.info("stopped while the engine was busy: killing it (it restarts in the background)")
+                eng.kill()
+
+        def on_cancel() -> None:
+            timer = threading.Timer(CANCEL_GRACE_S, kill_if_busy)
+            timer.daemon = True
+            timer.start()
+
+        try:
+            with ctl.on_cancel(on_cancel):
+                yield from self._stream_events(body, ctl)
+        finally:
+            open_.clear()
+
+    def _restart_after_stop(self) -> None:
+        """The engine was killed to stop a request: forget its state and start it again in the
+        background, so the next question finds it ready."""
+        eng, self._engine = self._engine, None
+        if eng is not None:
+            eng.stop()
+        self._live = []
+        self._ram = LRUBySize(self._ram.max_bytes)
+
+        def respawn() -> None:
+            try:
+                with self._lock:
+                    self._ensure()
+            except Exception as exc:  # noqa: BLE001 - the next question will say it
+                log.warning("the llama.cpp engine did not start again after a stop: %s", exc)
+
+        threading.Thread(target=respawn, daemon=True, name="engine-respawn").start()
+
+    def _stream_events(self, body: dict[str, Any], ctl: control.Control | None) -> Iterator[dict[str, Any]]:
         eng = self._ensure()
         try:
             with httpx.stream(
@@ -427,12 +491,17 @@ class LlamaCppGenerator(DecodingLoop):
                     r.read()
                     raise LLMError(f"{self.name}: the llama.cpp engine refused the prompt: {r.text[:300]}")
                 for line in r.iter_lines():
+                    if ctl is not None and ctl.cancelled:
+                        raise control.Cancelled()  # leaving closes the connection: the engine stops
                     if line.startswith("data: "):
                         event = json.loads(line[6:])
                         if "error" in event:
                             raise LLMError(f"{self.name}: the llama.cpp engine failed: {event['error']}")
                         yield event
         except httpx.TransportError as exc:
+            if ctl is not None and ctl.cancelled:  # killed to stop it
+                self._restart_after_stop()
+                raise control.Cancelled() from None
             code = eng.exit_code()
             if code is not None:
                 self._lost(code, "while reading the prompt or answering")
@@ -456,12 +525,21 @@ class LlamaCppGenerator(DecodingLoop):
         stop: Sequence[str] | None,
         done: Callable[[Generation], None] | None,
     ) -> Iterator[str]:
+        ctl = control.current()
         with self._lock:
             t0 = time.perf_counter()
             tokens, n_prefix = self._render(messages)
             check_window(self.name, len(tokens), self.context_window)
             max_tokens = max(1, min(max_tokens, self.context_window - len(tokens) - 1))
-            pre = self._prepare_prefix(tokens, n_prefix, None)
+            reading = None
+            progress: ProgressFn | None = None
+            if ctl is not None:
+                reading = ctl.reading(self._to_read(tokens, n_prefix), self._speed.prefill)
+
+                def progress(done: int, total: int) -> None:
+                    reading.done = min(reading.tokens, done)
+
+            pre = self._prepare_prefix(tokens, n_prefix, progress)
             body = {
                 "prompt": tokens,
                 "n_predict": max_tokens,
@@ -471,16 +549,23 @@ class LlamaCppGenerator(DecodingLoop):
                 "cache_prompt": True,
                 "id_slot": 0,
                 "stream": True,
+                "return_progress": reading is not None,
             }
             first: float | None = None
             pieces: list[str] = []
             final: dict[str, Any] = {}
             self._live = []  # until the answer is complete, what the slot holds is unknown
             for event in self._events(body):
+                pp = event.get("prompt_progress")
+                if pp and reading is not None:
+                    got = int(pp["processed"]) - int(pp.get("cache", 0))
+                    reading.done = min(reading.tokens, pre.evaluated_tokens + max(0, got))
                 piece = str(event.get("content") or "")
                 if piece:
                     if first is None:
                         first = time.perf_counter() - t0
+                        if reading is not None:
+                            reading.finished = True
                     pieces.append(piece)
                     yield piece
                 if event.get("stop"):

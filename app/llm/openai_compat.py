@@ -10,6 +10,7 @@ and SGLang's automatic prefix caching and llama.cpp's slot cache reuse it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from app.llm import control
 from app.llm.base import DecodingLoop, Generation, LLMError, Message, SpeedMeter, plain_messages
 
 CHARS_PER_TOKEN = 4  # English text, when no tokenizer for the served model is given
@@ -173,13 +175,46 @@ class OpenAICompatGenerator(DecodingLoop):
         }
         if stop:
             payload["stop"] = list(stop)
+        ctl = control.current()
+        reading = None
+        if ctl is not None:
+            ctl.check()
+            # The server's tokenizer is not at hand: about 4 characters a token.
+            chars = sum(len(m.content) for m in messages)
+            reading = ctl.reading(max(1, chars // 4), self._speed.prefill)
         t0 = time.perf_counter()
         resp = self._open_stream(payload)
         pieces: list[str] = []
+        with ctl.on_cancel(resp.close) if ctl is not None else contextlib.nullcontext():
+            yield from self._decode(resp, ctl, t0, pieces, reading, messages, done)
+
+    def _decode(
+        self,
+        resp: httpx.Response,
+        ctl: control.Control | None,
+        t0: float,
+        pieces: list[str],
+        reading: control.PrefillState | None,
+        messages: Sequence[Message],
+        done: Callable[[Generation], None] | None,
+    ) -> Iterator[str]:
+        """The answer's pieces from the open stream; a stop closes it (the server stops too)."""
         first: float | None = None
         finish = ""
         usage: dict[str, Any] = {}
-        for event in self._events(resp):
+        events = self._events(resp)
+        while True:
+            try:
+                event = next(events)
+            except StopIteration:
+                break
+            except Exception:  # a stop closed the stream under the reader
+                if ctl is not None and ctl.cancelled:
+                    raise control.Cancelled() from None
+                raise
+            if ctl is not None and ctl.cancelled:
+                events.close()
+                raise control.Cancelled()
             if event.get("error"):
                 raise LLMError(f"the LLM server at {self.base_url} failed: {str(event['error'])[:300]}")
             usage = event.get("usage") or usage
@@ -191,6 +226,8 @@ class OpenAICompatGenerator(DecodingLoop):
                 if piece:
                     if first is None:
                         first = time.perf_counter() - t0
+                        if reading is not None:
+                            reading.finished = True
                     pieces.append(piece)
                     yield piece
         seconds = time.perf_counter() - t0

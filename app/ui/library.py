@@ -16,11 +16,12 @@ from typing import Any
 
 from app.ingest import SUPPORTED_SUFFIXES, IngestReport
 from app.llm.base import Generator
+from app.llm.control import Cancelled
 from app.service import QAService
 from app.settings import Settings
 from app.ui.errors import Problem, explain
 from indexes.embedding import Embedder
-from pipeline.types import Answer, Mode
+from pipeline.types import Answer, Mode, RouteDecision
 
 UPLOAD_TYPES = sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
 
@@ -160,12 +161,23 @@ class IngestStep:
 
 @dataclass(frozen=True)
 class Outcome:
-    """An answer, or the problem that stopped it; ``seconds`` is the wall time either way."""
+    """An answer, or the problem that stopped it, or neither when the user stopped it
+    (``stopped``); ``seconds`` is the wall time either way."""
 
     answer: Answer | None
     problem: Problem | None
     seconds: float
     mode: Mode
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An answer the page showed before the system looked again (a re-check or a fallback):
+    kept on screen with the reason in plain words, never erased."""
+
+    text: str
+    reason: str
 
 
 def size_label(media_type: str, n_chars: int, n_pages: int | None, duration: float | None) -> str:
@@ -199,6 +211,9 @@ class Turn:
     mode: Mode
     scope: tuple[str, ...]
     outcome: Outcome
+    drafts: tuple[Draft, ...] = ()  # shown while the answer was being checked
+    partial: str = ""  # what had been streamed when the user stopped it
+    route: RouteDecision | None = None  # the route, known before the answer (also when stopped)
 
 
 class Library:
@@ -258,6 +273,7 @@ class Library:
         doc_ids: Sequence[str] | None = None,
         on_text: Callable[[str], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
+        on_route: Callable[[RouteDecision], None] | None = None,
     ) -> Outcome:
         t0 = time.perf_counter()
         if doc_ids:
@@ -277,7 +293,10 @@ class Library:
                     doc_ids=list(doc_ids) if doc_ids else None,
                     on_text=on_text,
                     on_restart=on_restart,
+                    on_route=on_route,
                 )
+        except Cancelled:
+            return Outcome(None, None, time.perf_counter() - t0, mode, stopped=True)
         except Exception as exc:  # shown to the user as a message with the fix
             return Outcome(None, explain(exc, view.settings), time.perf_counter() - t0, mode)
         return Outcome(ans, None, time.perf_counter() - t0, mode)

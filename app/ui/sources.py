@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -58,6 +59,62 @@ def link_markers(text: str, turn: int, known: set[int], prefix: str = "src") -> 
         cur = m.end()
     out.append(md_text(text[cur:]))
     return "".join(out)
+
+
+def markers_in(text: str) -> list[int]:
+    """Every source number the text cites with ``[n]`` (``[1, 2]`` too), in order, once each."""
+    seen: list[int] = []
+    for m in _MARKERS.finditer(text):
+        for x in re.split(r"\s*[,;]\s*", m.group(1)):
+            if int(x) not in seen:
+                seen.append(int(x))
+    return seen
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """How well an answer is backed by the user's documents, for the banner in the answer.
+
+    ``kind``: "verified" (at least one citation checked against its passage), "not_found" (the
+    model says the documents do not contain the answer), "unverified" (citations, none
+    verified), "none" (no source at all). ``orphans``: markers in the text with no source."""
+
+    kind: str
+    verified: int
+    total: int
+    orphans: tuple[int, ...]
+
+    @property
+    def banner(self) -> str:
+        if self.kind == "not_found":
+            return "Not in your documents: the model found no answer to this in them."
+        if self.kind == "none":
+            return (
+                "No verified source in your documents: nothing in them was found to support this "
+                "answer. It may come from the model's general knowledge, or be wrong."
+            )
+        if self.kind == "unverified":
+            return (
+                f"No verified source in your documents: none of its {self.total} cited passage"
+                f"{'s' if self.total != 1 else ''} was found to state it. Check the sources below "
+                "before relying on it."
+            )
+        return ""
+
+
+def grounding(text: str, citations: Sequence[Citation]) -> Grounding:
+    from app.refusals import is_not_found_reply, is_pure_refusal
+
+    verified = sum(c.verified for c in citations)
+    known = {c.number for c in citations}
+    orphans = tuple(n for n in markers_in(text) if n not in known)
+    if verified:
+        kind = "verified"
+    elif is_not_found_reply(text) or is_pure_refusal(text):
+        kind = "not_found"
+    else:
+        kind = "unverified" if citations else "none"
+    return Grounding(kind, verified, len(citations), orphans)
 
 
 # -- where a citation points ------------------------------------------------------------

@@ -42,7 +42,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def app_url(tmp_path: Path, model_cache: Path) -> Iterator[str]:
+def app_env() -> dict[str, str]:
+    """Settings a test changes for its app (overrides below)."""
+    return {}
+
+
+@pytest.fixture
+def app_url(tmp_path: Path, model_cache: Path, app_env: dict[str, str]) -> Iterator[str]:
     _need_browser()
     port = _free_port()
     env = {
@@ -55,6 +61,7 @@ def app_url(tmp_path: Path, model_cache: Path) -> Iterator[str]:
         "LONGQA_EMBEDDING__DEVICE": "cpu",
         "LONGQA_RETRIEVAL__TOP_K": "3",
         "HF_HUB_OFFLINE": "1",
+        **app_env,
     }
     log = (tmp_path / "streamlit.log").open("w")
     proc = subprocess.Popen(
@@ -227,3 +234,82 @@ def test_ask_the_samples_and_see_a_verified_citation(app_url: str, browser) -> N
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
     browser.switch_to.window(first)
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+
+
+def _chat(driver):  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")
+
+
+def _ask(driver, question: str, mode: str) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _wait(driver, "the mode control", lambda d: _button(d, mode)).click()
+    _wait(
+        driver,
+        f"{mode} to be selected",
+        lambda d: [
+            b
+            for b in d.find_elements(
+                By.CSS_SELECTOR, "[data-testid='stButtonGroup'] button[aria-checked='true']"
+            )
+            if b.text.strip() == mode
+        ],
+        60,
+    )
+    box = driver.find_element(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']")
+    box.send_keys(question)
+    box.send_keys(Keys.ENTER)
+
+
+@pytest.mark.parametrize("app_env", [{"LONGQA_LLM__MAX_TOKENS": "1500"}])
+def test_stop_an_answer_then_ask_again_and_see_an_ungrounded_answer_marked(app_url: str, browser) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(app_url)
+    _wait(browser, "the empty-library button", lambda d: _button(d, "Load the sample documents"), 120).click()
+    _wait(
+        browser,
+        "the chat input",
+        lambda d: d.find_elements(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']"),
+        240,
+    )
+    # Long context: the route is on screen before the answer, with a Stop button.
+    _ask(browser, "Tell the whole history of word processors in detail.", "Long context")
+    stop = _wait(browser, "the Stop button", lambda d: _button(d, "Stop"), 240)
+    _wait(
+        browser,
+        "the route before the answer",
+        lambda d: len(_chat(d)) >= 2 and "Forced: LC mode was requested" in _chat(d)[1].text,
+        120,
+    )
+    browser.save_screenshot(str(ARTIFACTS / "answering.png"))
+    stop.click()
+    stopped = _wait(
+        browser,
+        "the stopped answer",
+        lambda d: len(_chat(d)) >= 2 and "Stopped after" in _chat(d)[1].text and not _button(d, "Stop"),
+        60,
+    )
+    assert stopped
+    assert "its sources were not checked" in _chat(browser)[1].text
+    browser.save_screenshot(str(ARTIFACTS / "stopped.png"))
+    # The engine is free again: the next question is answered, and with nothing in the
+    # documents to support it, the answer itself says so.
+    _ask(browser, "What is the population of Tokyo?", "RAG")
+
+    def answered(d):  # type: ignore[no-untyped-def]
+        msgs = _chat(d)
+        return msgs[3] if len(msgs) >= 4 and "citations verified" in msgs[3].text else None
+
+    answer = _wait(browser, "the second answer", answered, 600)
+    text = answer.text
+    verified = int(re.search(r"(\d+)/\d+ citations verified", text).group(1))  # type: ignore[union-attr]
+    if verified == 0:
+        assert "No verified source in your documents" in text or "Not in your documents" in text, text
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", answer)
+    time.sleep(1.0)
+    browser.save_screenshot(str(ARTIFACTS / "ungrounded.png"))
