@@ -88,14 +88,14 @@ def check_root(root: Path) -> Path:
 
 
 def load_questions(
-    root: Path, kinds: tuple[str, ...] = KINDS, tasks: tuple[str, ...] = TASKS
+    root: Path, kinds: tuple[str, ...] = KINDS, tasks: tuple[str, ...] = TASKS, *, split: str = "32k"
 ) -> list[Question]:
-    """All questions of the 32k split, in file order (kind, then task, then line)."""
+    """All questions of a split ("32k" or "128k"), in file order (kind, then task, then line)."""
     root = check_root(root)
     out: list[Question] = []
     for kind in kinds:
         for task in tasks:
-            path = root / "query" / f"32k_{kind}_{task}.jsonl"
+            path = root / "query" / f"{split}_{kind}_{task}.jsonl"
             if not path.is_file():
                 raise FileNotFoundError(f"LaRA question file '{path}' is missing")
             for i, r in enumerate(_read_jsonl(path)):
@@ -114,42 +114,55 @@ def load_questions(
     return out
 
 
-def document_path(root: Path, q: Question) -> Path:
-    return Path(root) / "32k" / q.kind / q.file
+def document_path(root: Path, q: Question, split: str = "32k") -> Path:
+    return Path(root) / split / q.kind / q.file
 
 
-def prediction_models(root: Path) -> list[str]:
-    pred = Path(root) / "predictions-32k"
+def prediction_models(root: Path, split: str = "32k") -> list[str]:
+    pred = Path(root) / f"predictions-{split}"
     if not pred.is_dir():
         raise FileNotFoundError(f"no published predictions under '{pred}'")
     return sorted(p.name for p in pred.iterdir() if p.is_dir())
 
 
 def load_predictions(
-    root: Path, models: list[str] | None = None, questions: list[Question] | None = None
+    root: Path,
+    models: list[str] | None = None,
+    questions: list[Question] | None = None,
+    *,
+    split: str = "32k",
+    missing_ok: bool = False,
 ) -> dict[tuple[str, str, str], PublishedAnswer]:
-    """Published answers keyed by (model, mode, qid); checks they line up with the questions."""
+    """Published answers keyed by (model, mode, qid); checks they line up with the questions.
+    ``missing_ok``: a file with fewer rows than questions (LaRA 128k: Gemini's RAG financial
+    reasoning) is matched by question text, and a question without an answer gets an empty one
+    (judged wrong, as LaRA counts it)."""
     root = check_root(root)
-    questions = questions if questions is not None else load_questions(root)
+    questions = questions if questions is not None else load_questions(root, split=split)
     by_file: dict[tuple[str, str], list[Question]] = {}
     for q in questions:
         by_file.setdefault((q.kind, q.task), []).append(q)
     out: dict[tuple[str, str, str], PublishedAnswer] = {}
-    for model in models or prediction_models(root):
-        folder = root / "predictions-32k" / model
+    for model in models or prediction_models(root, split):
+        folder = root / f"predictions-{split}" / model
         for mode, prefix in MODE_FILES.items():
             for (kind, task), qs in by_file.items():
-                found = sorted(folder.glob(f"{prefix}_preds_*_32k_{kind}_{task}.jsonl"))
+                found = sorted(folder.glob(f"{prefix}_preds_*_{split}_{kind}_{task}.jsonl"))
                 if not found:
                     raise FileNotFoundError(f"no {prefix} predictions for {kind}/{task} in '{folder}'")
                 rows = _read_jsonl(found[0])
                 lines = {q.qid: int(q.qid.rsplit("/", 1)[1]) for q in qs}
+                by_text = {str(r.get("question")): r for r in rows} if missing_ok else {}
                 for q in qs:
                     i = lines[q.qid]
-                    if i >= len(rows) or rows[i].get("question") != q.question:
+                    if i < len(rows) and rows[i].get("question") == q.question:
+                        row = rows[i]
+                    elif missing_ok:
+                        row = by_text.get(q.question, {})
+                    else:
                         raise ValueError(f"'{found[0]}' line {i + 1} does not match question {q.qid}")
                     out[(model, mode, q.qid)] = PublishedAnswer(
-                        model, mode, q.qid, str(rows[i].get("prediction") or "")
+                        model, mode, q.qid, str(row.get("prediction") or "")
                     )
     return out
 
