@@ -239,6 +239,7 @@ def fit_profiles(
 # -- files --------------------------------------------------------------------------------------
 
 CALIBRATED_KIND = "longqa-calibrated-profile"
+CALIBRATED_FILE = "router_profile.json"  # in the data directory: the service loads it when it names the model
 
 
 def load_calibrated(path: str | Path) -> ModelProfile | None:
