@@ -264,3 +264,16 @@ def save_calibrated(path: str | Path, profile: ModelProfile, extra: Mapping | No
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def profile_caption(profile: ModelProfile) -> str:
+    """One line for the app: which profile the router uses for this model, and when it was measured."""
+    if profile.source == "calibrated":
+        when = profile.measured_at.replace("T", " ")[:16] or "at an unknown time"
+        lengths = ", ".join(f"{p.tokens // 1000}k" for p in profile.points)
+        return f"Router profile: calibrated for this model on {when} UTC (lengths {lengths})"
+    if profile.source.startswith("class prior"):
+        return f"Router profile: not measured for this model; the {profile.source} (run longqa calibrate)"
+    if profile.points or profile.lc_advantage is not None:
+        return f"Router profile: {profile.source or 'published LaRA answers'}"
+    return "Router profile: none (the router uses its defaults)"
