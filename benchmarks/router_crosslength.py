@@ -231,8 +231,8 @@ def run_direction(src, tgt, s_tag: str, t_tag: str, args) -> dict:  # type: igno
             t1, t2, mh = src_th["len"][m]
             a1, a2 = pol_len.score(ca, qtypes, s_prof)
             target = min(src_spend[m], args.budget) - args.margin
-            bt1 = budget_threshold(ca, a1, a2, ca_ref & (ca_hal < mh), t2, target)
-            run("len-budget", pol_len, s_prof, bt1, t2, mh)
+            bt1, bt2 = budget_threshold(ca, a1, a2, ca_ref & (ca_hal < mh), t2, target)
+            run("len-budget", pol_len, s_prof, bt1, bt2, mh)
             # Calibrated: thresholds chosen on the calibration documents' verdicts.
             a1, a2 = pol_cal.score(ca, qtypes, c_prof)
             ct = choose_policy(ca, a1, a2, list(ca_ref), list(ca_hal), args.budget - args.margin)
@@ -253,8 +253,8 @@ def run_direction(src, tgt, s_tag: str, t_tag: str, args) -> dict:  # type: igno
             t2s = float(np.median([src_th["len"][x][1] for x in models if x != m]))
             mhs = float(np.median([src_th["len"][x][2] for x in models if x != m]))
             a1, a2 = pol_lo.score(ca, qtypes, lomo)
-            lt1 = budget_threshold(ca, a1, a2, ca_ref & (ca_hal < mhs), t2s, args.budget - args.margin)
-            run("calibrated-lomo", pol_lo, lomo, lt1, t2s, mhs)
+            lt1, lt2 = budget_threshold(ca, a1, a2, ca_ref & (ca_hal < mhs), t2s, args.budget - args.margin)
+            run("calibrated-lomo", pol_lo, lomo, lt1, lt2, mhs)
         print(
             f"  {s_tag}->{t_tag} fold {k + 1}/{len(folds)} ({time.perf_counter() - t0:.0f} s)",
             file=sys.stderr,

@@ -86,19 +86,22 @@ def spend(
 
 def budget_threshold(
     cases: Sequence[Case], s1: np.ndarray, s2: np.ndarray, rule: np.ndarray, t2: float, target: float
-) -> float:
-    """The lowest before-threshold (most LC) whose spend on these cases stays within ``target`` x
-    always-LC, with the fallback fixed: a threshold set on the score distribution of the new data
-    (no verdicts needed, only the scores and whether the RAG answers refused), so a policy moved to
-    longer documents keeps spending its budget instead of a fixed score cut-off's share."""
-    cands = sorted({float(v) for v in s1} | set(GRID))
-    best = 1.01
-    lo, hi = 0, len(cands) - 1
-    # spend falls as the threshold rises: binary search for the lowest one within the target.
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if spend(cases, s1, s2, rule, cands[mid], t2) <= target:
-            best, hi = cands[mid], mid - 1
-        else:
-            lo = mid + 1
-    return best
+) -> tuple[float, float]:
+    """(before, after) thresholds set on the score distribution of new data (no verdicts needed,
+    only the scores and whether the RAG answers refused), so a policy moved to longer documents
+    keeps spending its budget instead of a fixed cut-off's share: the lowest before-threshold (most
+    LC) whose spend stays within ``target`` x always-LC, starting from the after-threshold ``t2``
+    and raising it (fewer fallbacks) while nothing fits. Spend is not monotone in the before
+    threshold (a question moved out of LC may fall back and pay both), hence the full scan."""
+    cands = sorted({round(float(v), 4) for v in s1} | set(GRID))
+    lc_tok = np.array([c.lc_tokens for c in cases], dtype=np.float64)
+    rag_tok = np.array([c.rag_tokens for c in cases], dtype=np.float64)
+    total = lc_tok.sum()
+    for t2x in [t2, *(g for g in GRID if g > t2)]:
+        fb_any = rule | (s2 >= t2x)
+        for t1 in cands:
+            lc = s1 >= t1
+            cost = np.where(lc, lc_tok, np.where(fb_any, lc_tok + rag_tok, rag_tok))
+            if cost.sum() / total <= target:
+                return t1, t2x
+    return 1.01, 1.01
