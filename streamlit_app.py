@@ -109,6 +109,14 @@ def engine_caption(settings: Settings, model: str) -> str:
     return "Engine: " + line.removeprefix("engine: ")
 
 
+def router_profile_caption(model: str) -> str:
+    """Which model profile the router uses (a calibrated one in the data dir wins), and its date."""
+    from app.routing.profiles import CALIBRATED_FILE, profile_caption
+    from app.routing.router import model_profile
+
+    return profile_caption(model_profile(model, calibrated=Path(Settings().data_dir) / CALIBRATED_FILE))
+
+
 def doc_names(rows: Sequence[DocRow]) -> dict[str, str]:
     return {r.doc_id: f"{r.name} ({r.kind}, {r.size.split(' · ')[0]})" for r in rows}
 
@@ -130,6 +138,7 @@ def model_widgets(defaults: UIOptions) -> tuple[str, str]:
         st.text_input("Server URL", key="opt_base_url", help="e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama…)")
         model = st.text_input("Model name", key="opt_model_remote", help="The name the server expects.")
         st.text_input("API key", key="opt_api_key", type="password", help="Leave empty if none.")
+    st.caption(router_profile_caption(model))
     return backend, model
 
 

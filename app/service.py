@@ -18,6 +18,7 @@ from app.factories import build_asr, build_embedder, build_generator, engine_lab
 from app.ingest import Ingestor, IngestReport, Progress, ingestor_from_settings, reconcile
 from app.llm import control
 from app.llm.base import Generator
+from app.routing.profiles import CALIBRATED_FILE, ModelProfile
 from app.routing.router import (
     RetrievalEvidence,
     RouteInputs,
@@ -252,6 +253,12 @@ class QAService:
             [h.dense_score for h in hits],
         )
 
+    def router_profile(self) -> ModelProfile:
+        """The generator's profile the router uses: ``<data_dir>/router_profile.json`` when
+        ``longqa calibrate`` wrote one for this model, else the published measurements or the
+        class prior (``profile.source`` and ``profile.measured_at`` say which)."""
+        return model_profile(self.generator.name, calibrated=Path(self.settings.data_dir) / CALIBRATED_FILE)
+
     def decide(
         self,
         question: str,
@@ -272,7 +279,7 @@ class QAService:
             latency_budget_s=self.settings.router.latency_budget_s,
             window_fraction=self.settings.router.window_fraction,
             question=question if mode == "auto" else "",
-            model=model_profile(gen.name),
+            model=self.router_profile(),
             doc_digit_share=digit_share([d.text for d in docs]),
             memory_tokens=getattr(gen, "lc_memory_tokens", lambda: None)(),
             retrieval=retrieval,

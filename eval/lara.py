@@ -90,7 +90,7 @@ def check_root(root: Path) -> Path:
 def load_questions(
     root: Path, kinds: tuple[str, ...] = KINDS, tasks: tuple[str, ...] = TASKS, *, split: str = "32k"
 ) -> list[Question]:
-    """All questions of a split (``32k``; ``128k`` in the unpacked lara-128k archive), in file
+    """All questions of a split ("32k"; "128k" in the unpacked lara-128k archive), in file
     order (kind, then task, then line)."""
     root = check_root(root)
     out: list[Question] = []
@@ -115,8 +115,8 @@ def load_questions(
     return out
 
 
-def document_path(root: Path, q: Question) -> Path:
-    return Path(root) / "32k" / q.kind / q.file
+def document_path(root: Path, q: Question, split: str = "32k") -> Path:
+    return Path(root) / split / q.kind / q.file
 
 
 def prediction_models(root: Path, split: str = "32k") -> list[str]:
@@ -133,11 +133,14 @@ def load_predictions(
     *,
     split: str = "32k",
     partial: bool = False,
+    missing_ok: bool = False,
 ) -> dict[tuple[str, str, str], PublishedAnswer]:
     """Published answers keyed by (model, mode, qid); checks they line up with the questions.
 
     ``partial``: a prediction file with fewer rows than questions (LaRA 128k has one) is
-    matched by question text, and questions without an answer are left out."""
+    matched by question text, and questions without an answer are left out. ``missing_ok``:
+    the same matching, but a question without an answer gets an empty one (judged wrong, as
+    LaRA counts it)."""
     root = check_root(root)
     questions = questions if questions is not None else load_questions(root, split=split)
     by_file: dict[tuple[str, str], list[Question]] = {}
@@ -160,12 +163,17 @@ def load_predictions(
                             pred = str(by_text[q.question].get("prediction") or "")
                             out[(model, mode, q.qid)] = PublishedAnswer(model, mode, q.qid, pred)
                     continue
+                by_text = {str(r.get("question")): r for r in rows} if missing_ok else {}
                 for q in qs:
                     i = lines[q.qid]
-                    if i >= len(rows) or rows[i].get("question") != q.question:
+                    if i < len(rows) and rows[i].get("question") == q.question:
+                        row = rows[i]
+                    elif missing_ok:
+                        row = by_text.get(q.question, {})
+                    else:
                         raise ValueError(f"'{found[0]}' line {i + 1} does not match question {q.qid}")
                     out[(model, mode, q.qid)] = PublishedAnswer(
-                        model, mode, q.qid, str(rows[i].get("prediction") or "")
+                        model, mode, q.qid, str(row.get("prediction") or "")
                     )
     return out
 

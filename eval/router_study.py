@@ -403,25 +403,50 @@ class Study:
     n_retrieval: int
 
 
-def load_study(lara: Path, retrieval_cache: Path | None = None) -> Study:
-    """Questions, published answers judged by the deterministic judge, documents measured."""
+def load_study(
+    lara: Path,
+    retrieval_cache: Path | None = None,
+    *,
+    split: str = "32k",
+    doc_cache: Path | None = None,
+) -> Study:
+    """Questions, published answers judged by the deterministic judge, documents measured.
+    ``split``: "32k" (``lara`` = ../shared/data/lara) or "128k" (``lara`` = where
+    lara-128k.tar.gz was unpacked). ``doc_cache``: a JSON file keeping the documents' token counts
+    (tokenising 67 documents of ~100k tokens takes a while)."""
     from eval.judge import DeterministicJudge
     from eval.lara import load_paper_table, load_predictions, load_questions
     from eval.validate import judge_answers
 
-    questions = load_questions(lara)
-    answers = load_predictions(lara, questions=questions)
+    questions = load_questions(lara, split=split)
+    answers = load_predictions(lara, questions=questions, split=split, missing_ok=split != "32k")
     verdicts = judge_answers(DeterministicJudge(), questions, answers)
-    tok_name, count = generator_token_counter()
+    cached: dict = {}
+    if doc_cache is not None and Path(doc_cache).is_file():
+        cached = json.loads(Path(doc_cache).read_text(encoding="utf-8"))
     docs: dict[str, DocInfo] = {}
+    tok_name = cached.get("tokenizer", "")
+    count: Callable[[str], int] | None = None
     for q in questions:
-        if q.doc_key not in docs:
-            docs[q.doc_key] = doc_info((Path(lara) / "32k" / q.doc_key).read_text(encoding="utf-8"), count)
+        if q.doc_key in docs:
+            continue
+        if q.doc_key in cached.get("docs", {}):
+            docs[q.doc_key] = DocInfo(**cached["docs"][q.doc_key])
+            continue
+        if count is None:
+            tok_name, count = generator_token_counter()
+        docs[q.doc_key] = doc_info((Path(lara) / split / q.doc_key).read_text(encoding="utf-8"), count)
+    if doc_cache is not None and count is not None:
+        Path(doc_cache).parent.mkdir(parents=True, exist_ok=True)
+        Path(doc_cache).write_text(
+            json.dumps({"tokenizer": tok_name, "docs": {k: vars(v) for k, v in docs.items()}}),
+            encoding="utf-8",
+        )
     retrieval = load_retrieval(retrieval_cache)
     preds = {k: a.prediction for k, a in answers.items()}
     cases = build_cases(questions, verdicts, preds, docs, retrieval)
     return Study(
-        questions, cases, load_paper_table(Path(lara) / "paper_table_32k.csv"), tok_name, len(retrieval)
+        questions, cases, load_paper_table(Path(lara) / f"paper_table_{split}.csv"), tok_name, len(retrieval)
     )
 
 

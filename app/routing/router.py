@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from app.refusals import is_pure_refusal, is_refusal
+from app.routing.profiles import ModelProfile, load_calibrated, size_class
 from app.routing.qtype import QTYPES, QTypePrediction, QuestionTypeClassifier
 from pipeline.types import RouteDecision, RouteFacts
 
@@ -64,16 +65,6 @@ def retrieval_evidence(
         scatter=round(spread, 4),
         n_hits=len(positions),
     )
-
-
-@dataclass(frozen=True)
-class ModelProfile:
-    """What the router knows about the generator: size and measured long-context strength."""
-
-    name: str = ""
-    params_b: float | None = None
-    # LC accuracy minus RAG accuracy (0..1 scale) measured on LaRA-like questions; None: unknown.
-    lc_advantage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -227,17 +218,45 @@ def load_qtype(path: str = "") -> QuestionTypeClassifier:
 
 
 @lru_cache(maxsize=1)
-def _profiles() -> dict[str, dict[str, float]]:
+def _profiles_file() -> dict:
     if not PROFILES_PATH.is_file():
         return {}
-    return json.loads(PROFILES_PATH.read_text(encoding="utf-8"))["models"]
+    return json.loads(PROFILES_PATH.read_text(encoding="utf-8"))
 
 
-def model_profile(name: str, params_b: float | None = None) -> ModelProfile:
-    """A generator's profile: measured values from ``router_profiles.json`` where known."""
+def _profiles() -> dict[str, dict]:
+    return _profiles_file().get("models", {})
+
+
+def class_prior(params_b: float | None) -> ModelProfile | None:
+    """The prior of the model's class (by size; closed and unknown models: all models pooled),
+    with the spread between that class's models as its uncertainty."""
+    classes = _profiles_file().get("classes", {})
+    d = classes.get(size_class(params_b)) or classes.get("unknown")
+    return ModelProfile.from_json("", d) if d else None
+
+
+@lru_cache(maxsize=8)
+def _calibrated(path: str, mtime: float) -> ModelProfile | None:
+    return load_calibrated(path)
+
+
+def model_profile(
+    name: str, params_b: float | None = None, calibrated: str | Path | None = None
+) -> ModelProfile:
+    """A generator's profile: a ``longqa calibrate`` file for this model when given and present,
+    else the published LaRA measurements (``router_profiles.json``), else its class's prior."""
+    if calibrated is not None and Path(calibrated).is_file():
+        cal = _calibrated(str(calibrated), Path(calibrated).stat().st_mtime)
+        if cal is not None and cal.name == name:
+            return cal
     known = _profiles().get(name) or _profiles().get(Path(name).stem.lower())
     if known:
-        return ModelProfile(name, known.get("params_b", params_b), known.get("lc_advantage"))
+        p = ModelProfile.from_json(name, known)
+        return replace(p, params_b=p.params_b if p.params_b is not None else params_b)
+    prior = class_prior(params_b)
+    if prior is not None:
+        return replace(prior, name=name, params_b=params_b)
     return ModelProfile(name, params_b, None)
 
 
@@ -246,12 +265,6 @@ def digit_share(texts: Sequence[str], sample_chars: int = 100_000) -> float:
     parts = [t[:sample_chars] for t in texts]
     total = sum(len(p) for p in parts)
     return round(sum(ch.isdigit() for p in parts for ch in p) / total, 5) if total else 0.0
-
-
-def size_class(params_b: float | None) -> str:
-    if params_b is None:
-        return "unknown"
-    return "small" if params_b < 10 else "medium" if params_b < 40 else "large"
 
 
 def policy_features(
@@ -264,18 +277,25 @@ def policy_features(
     cached: bool,
     default_lc_advantage: dict[str, float] | None = None,
     retrieval_defaults: RetrievalEvidence | None = None,
+    uncertainty_penalty: float = 0.0,
 ) -> dict[str, float]:
     """The learned policy's inputs; training (benchmarks/router_train.py) uses this same function.
-    Without ``retrieval``, the evidence features take ``retrieval_defaults`` (``ret_missing`` = 1)."""
+    Without ``retrieval``, the evidence features take ``retrieval_defaults`` (``ret_missing`` = 1).
+    The model's advantage is the profile's at this document's length, less ``uncertainty_penalty``
+    x its uncertainty (an uncertain profile leans to RAG); ``q_<type>_x_tadv`` weigh each question
+    type by the profile's advantage on that type."""
     model = model or ModelProfile()
-    adv = model.lc_advantage
+    adv = model.advantage_at(doc_tokens, uncertainty_penalty)
     if adv is None:
         adv = (default_lc_advantage or {}).get(size_class(model.params_b), 0.0)
     f: dict[str, float] = {f"q_{t}": qt.probs.get(t, 0.0) for t in QTYPES}
     f["model_lc_adv"] = adv
+    f["model_adv_sd"] = model.sd_at(doc_tokens)
     f["model_log_params"] = math.log10(model.params_b) if model.params_b else 1.0
     for t in QTYPES:
         f[f"q_{t}_x_adv"] = f[f"q_{t}"] * adv
+        tadv = model.task_advantage_at(doc_tokens, t, uncertainty_penalty)
+        f[f"q_{t}_x_tadv"] = f[f"q_{t}"] * (adv if tadv is None else tadv)
     f["doc_digits"] = doc_digit_share if doc_digit_share is not None else 0.0
     f["doc_log_ktokens"] = math.log2(max(doc_tokens, 1) / 1000)
     ev = retrieval or retrieval_defaults
