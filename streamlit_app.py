@@ -421,6 +421,13 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
     )
     mode: Mode = "rag" if picked == "rag" else "lc" if picked == "lc" else "auto"
     chat: list[Turn] = st.session_state.setdefault("chat", [])
+    inflight: AskJob | None = st.session_state.pop("inflight", None)
+    if inflight is not None:
+        # This run interrupted the one that was answering (Stop, or any other click: Streamlit
+        # stops the old run and starts this one at once, so it may not have recorded its turn yet).
+        if not inflight.finished:
+            inflight.stop()
+        inflight.record(chat)
     conversation = st.container()  # above the input, so the input stays at the bottom
     question = st.chat_input("Ask a question about your documents", key="question")
     with conversation:
@@ -445,17 +452,15 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
                 answer_block(lib, lib_key, out, len(chat) - 1)
                 return
             job = AskJob(lib, view, question, mode, scope).start()
+            st.session_state["inflight"] = job
             try:
                 follow(job, f"stop_{len(chat)}")
             finally:
-                # Recorded even when Stop reran the page mid-answer.
-                if job.finished and job.outcome is not None and not job.control.cancelled:
-                    out = job.outcome
-                else:
-                    out = Outcome(None, None, job.elapsed_s, mode, stopped=True)
-                turn = Turn(question, mode, tuple(scope), out, tuple(job.drafts), job.text, job.route)
-                chat.append(turn)
-            turn_block(lib, lib_key, turn, len(chat) - 1)
+                # Recorded even when Stop reran the page mid-answer (once: see AskJob.record).
+                turn = job.record(chat)
+            if st.session_state.get("inflight") is job:
+                del st.session_state["inflight"]
+            turn_block(lib, lib_key, turn, chat.index(turn))
 
 
 def compare_tab(lib: Library, lib_key: str, base: Settings) -> None:

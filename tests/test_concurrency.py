@@ -186,7 +186,11 @@ def test_sigkilled_writer_is_cleaned_up_and_reported(db_url: str, tmp_path: Path
     assert state["ready"] == sorted(map(str, files)) and state["chunks"] == state["vectors"] == state["index"]
 
 
-def test_truncated_or_deleted_cache_is_rebuilt_with_one_line(db_url: str, tmp_path: Path) -> None:
+def test_truncated_or_deleted_cache_is_rebuilt_with_one_line(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The FAISS cache under test; on PostgreSQL with pgvector, 'auto' would search there instead.
+    monkeypatch.setenv("LONGQA_RETRIEVAL__VECTOR_SEARCH", "faiss")
     home = tmp_path / "home"
     files = _files(tmp_path / "docs", "sigma", 2)
     env = _env(home, db_url)
@@ -216,10 +220,11 @@ def test_truncated_or_deleted_cache_is_rebuilt_with_one_line(db_url: str, tmp_pa
 
 @pytest.mark.slow  # 200 s for both databases on the busy 2-core machine
 def test_cli_ask_and_ingest_with_a_missing_or_truncated_cache(
-    db_url: str, tmp_path: Path, model_cache: Path
+    db_url: str, tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`longqa ask` rebuilds a missing or truncated index.faiss with one line and answers;
     `longqa ingest` with a truncated cache works and prints no traceback."""
+    monkeypatch.setenv("LONGQA_RETRIEVAL__VECTOR_SEARCH", "faiss")  # the FAISS cache, also on pgvector
     home = tmp_path / "home"
     files = _files(tmp_path / "docs", "kappa", 2)
     more = _files(tmp_path / "more", "lambda", 1)

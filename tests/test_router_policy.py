@@ -118,7 +118,7 @@ def test_self_route_fallback() -> None:
     off = RouterPolicy.from_json(
         {
             **load_policy().to_json(),
-            "per_model": {"gpt-4o": {"lc": 0.7, "fallback": 0.75, "fallback_max_hallu": 0.0}},
+            "per_model": {"gpt-4o": {"lc": 0.7, "fallback": 0.65, "fallback_max_hallu": 0.0}},
         }
     )
     assert (
@@ -127,7 +127,8 @@ def test_self_route_fallback() -> None:
     )
     learned = should_fall_back(q, refusal, gpt, model="gpt-4o", policy=off)
     assert learned.rerun and not learned.rule and "unsure" in learned.reason
-    assert not should_fall_back(q, "It was $2,576,340 [1].", gpt, model="gpt-4o", policy=off).rerun
+    plain = should_fall_back(q, "It was $2,576,340 [1].", gpt, model="gpt-4o", policy=off)
+    assert not plain.rerun and plain.score < learned.score
     trick_q = "What was the name of the horse that Hartman rode?"
     trick = should_fall_back(
         trick_q, "The text does not mention a horse.", route(inputs(trick_q)), model="gpt-4o"

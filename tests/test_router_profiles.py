@@ -82,7 +82,7 @@ def test_unknown_model_gets_the_class_prior_with_its_uncertainty() -> None:
     assert p.points, "the shipped profiles carry class priors"
     assert p.source.startswith("class prior")
     assert p.sd_at(32_000) > 0
-    qt = QTypePrediction("comp", {"location": 0.0, "reasoning": 0.0, "comp": 1.0, "hallu": 0.0})
+    qt = QTypePrediction("comp", {"location": 0.0, "reasoning": 0.0, "comp": 1.0, "hallu": 0.0}, ())
     plain = policy_features(qt, p, doc_tokens=30_000, doc_digit_share=0.0, retrieval=None, cached=False)
     careful = policy_features(
         qt, p, doc_tokens=30_000, doc_digit_share=0.0, retrieval=None, cached=False, uncertainty_penalty=1.0
@@ -116,4 +116,5 @@ def test_profile_caption_says_where_the_profile_came_from() -> None:
         profile_caption(cal)
         == "Router profile: calibrated for this model on 2026-12-06 07:00 UTC (lengths 4k)"
     )
-    assert "longqa calibrate" in profile_caption(model_profile("never-seen-model"))
+    caption = profile_caption(model_profile("never-seen-model"))
+    assert caption.startswith("Router profile: not measured for this model; the class prior (unknown, 13 models")

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTION = "Who developed WordStar, and for which operating system?"
+QUESTION = "When was the IBM MT/ST introduced?"  # the tiny test model answers it with a verifiable claim
 
 
 @pytest.fixture

@@ -251,7 +251,7 @@ def load_calibrated(path: str | Path) -> ModelProfile | None:
         data = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(
-            f"'{p}' is not valid JSON ({exc.msg}); delete it or run longqa calibrate again"
+            f"'{p}' is not valid JSON ({exc.msg}); delete it (the router then uses the published profiles)"
         ) from exc
     if data.get("kind") != CALIBRATED_KIND:
         raise ValueError(f"'{p}' is not a calibrated profile (kind != '{CALIBRATED_KIND}')")
@@ -273,7 +273,7 @@ def profile_caption(profile: ModelProfile) -> str:
         lengths = ", ".join(f"{p.tokens // 1000}k" for p in profile.points)
         return f"Router profile: calibrated for this model on {when} UTC (lengths {lengths})"
     if profile.source.startswith("class prior"):
-        return f"Router profile: not measured for this model; the {profile.source} (run longqa calibrate)"
+        return f"Router profile: not measured for this model; the {profile.source}"
     if profile.points or profile.lc_advantage is not None:
         return f"Router profile: {profile.source or 'published LaRA answers'}"
     return "Router profile: none (the router uses its defaults)"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from app.llm.control import Control, PrefillState, controlled
 from app.service import QAService
-from app.ui.library import Draft, Library, Outcome
+from app.ui.library import Draft, Library, Outcome, Turn
 from pipeline.types import Mode, RouteDecision
 
 
@@ -61,6 +61,7 @@ class AskJob:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._work, daemon=True, name="ask")
+        self._recorded: Turn | None = None
 
     # -- the worker --------------------------------------------------------------------
     def start(self) -> AskJob:
@@ -127,6 +128,29 @@ class AskJob:
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started
+
+    def record(self, chat: list[Turn]) -> Turn:
+        """Put this question's turn in ``chat`` once: the answer when it finished, else a stopped
+        turn with what was streamed. Called by the page run that asked (when it ends, or when a
+        rerun interrupts it) and by the next page run (which may start before the interrupted one
+        has ended): whichever comes first records it, the other gets the same turn."""
+        with self._lock:
+            if self._recorded is None:
+                if self.finished and self.outcome is not None and not self.control.cancelled:
+                    out = self.outcome
+                else:
+                    out = Outcome(None, None, self.elapsed_s, self.mode, stopped=True)
+                self._recorded = Turn(
+                    self.question,
+                    self.mode,
+                    tuple(self.scope),
+                    out,
+                    tuple(self.drafts),
+                    "".join(self._pieces),
+                    self.route,
+                )
+                chat.append(self._recorded)
+            return self._recorded
 
 
 def reading_label(p: PrefillState) -> str:
