@@ -12,31 +12,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from app.terminal.text import line, shown_name
 from eval.datasets import load_dataset
 from eval.lara import KINDS, TASKS
 from eval.metrics import compute
 from eval.report import PLOTS_NEED, write_report
-from eval.runner import MODES, RESULTS, ResultStore, RunOptions, run_eval
+from eval.runner import MODES, RESULTS, ResultStore, RunOptions
+from eval.terminal import console, fail, run_with_progress, settings_for
 from pipeline.errors import import_extra
 
 app = typer.Typer(add_completion=False, help="Compare RAG, long context and the router on a dataset.")
-console = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    console.print(line(("error:", "red"), " ", shown_name(msg)), highlight=False)
-    raise typer.Exit(code)
+_fail = fail
 
 
 def _split(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -49,21 +38,7 @@ def _split(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     return parts
 
 
-def _settings(
-    data_dir: Path, backend: str | None, model: str | None, base_url: str | None, timeout: float | None
-):
-    from app.settings import Settings
-
-    s = Settings(data_dir=data_dir)
-    if backend:
-        s.llm.backend = backend  # type: ignore[assignment]
-    if model:
-        s.llm.model = model
-    if base_url:
-        s.llm.base_url = base_url
-    if timeout:
-        s.llm.timeout_s = timeout
-    return s
+_settings = settings_for
 
 
 def _check_run(out: Path, config: dict) -> None:
@@ -176,34 +151,9 @@ def eval_command(
             llm_judge = LLMJudge(build_generator(js))
         else:
             llm_judge = LLMJudge(svc.generator)
-    columns = (
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+    summary = run_with_progress(
+        svc, items, store, RunOptions(modes=mode_list, retrieval_recall=recall), llm_judge=llm_judge
     )
-    try:
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("eval", total=None)
-
-            def progress(done: int, total: int, what: str) -> None:
-                bar.update(task, total=total, completed=done, description=shown_name(what)[:48])
-
-            summary = run_eval(
-                svc,
-                items,
-                store,
-                RunOptions(modes=mode_list, retrieval_recall=recall),
-                llm_judge=llm_judge,
-                progress=progress,
-            )
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]: rerun the same command to continue", highlight=False)
-        raise typer.Exit(130) from None
-    finally:
-        svc.close()
     console.print(
         f"{summary.answered} answered, {summary.skipped} already done, {summary.errors} errors "
         f"in {summary.seconds:.0f} s",

@@ -236,8 +236,11 @@ def run_eval(
     *,
     llm_judge: Judge | None = None,
     progress: Progress | None = None,
+    budget_s: float | None = None,
 ) -> RunSummary:
-    """Ask every item in every mode through ``svc`` (an ``app.service.QAService``)."""
+    """Ask every item in every mode through ``svc`` (an ``app.service.QAService``). With
+    ``budget_s``, no answer is started that would, at the mean time per answer so far, end past
+    the budget (the rest stays for a rerun)."""
     t0 = time.perf_counter()
     summary = RunSummary()
     det = DeterministicJudge()
@@ -261,10 +264,20 @@ def run_eval(
     recall: dict[str, bool | None] = {}
     lengths: dict[str, int] = {}
     done = 0
+    asked_s: list[float] = []
     for it, mode in todo:
+        if budget_s is not None and asked_s:
+            spent = time.perf_counter() - t0
+            if spent + sum(asked_s) / len(asked_s) > budget_s:
+                summary.notes.append(
+                    f"stopped by the time budget ({budget_s / 60:.0f} min) after {done} of {total} "
+                    "answers; rerun the same command to go on"
+                )
+                break
         if progress:
             progress(done, total, f"{mode:>4} {it.item_id}")
         done += 1
+        started = time.perf_counter()
         if it.error or it.doc in doc_errors:
             row = _error_rows(it, [mode], it.error or doc_errors[it.doc], "data")[0]
             store.add(row)
@@ -322,8 +335,9 @@ def run_eval(
             summary.errors += 1
         else:
             summary.answered += 1
+            asked_s.append(time.perf_counter() - started)
     if progress:
-        progress(total, total, "done")
+        progress(done, total, "done")
     summary.seconds = round(time.perf_counter() - t0, 1)
     return summary
 

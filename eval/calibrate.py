@@ -1,0 +1,122 @@
+"""Calibration: the configured model's own long-context advantage, measured, for the router.
+
+``longqa calibrate`` answers a calibration set in RAG and in long-context mode with the
+configured generator (``eval.runner.run_eval``: resumable, one row per question and mode),
+judges both answers with the deterministic judge, and turns the paired verdicts into a
+:class:`app.routing.profiles.ModelProfile`: at each document length measured (buckets by the
+document's length in the generator's tokens), LC-minus-RAG accuracy overall and per task type,
+shrunk toward the model's class prior (the same normal-normal shrinkage as the published
+profiles, ``app.routing.profiles.shrink``), so a profile from a few questions stays near the prior
+and says how unsure it is. The service then reads it from ``<data dir>/router_profile.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.routing.profiles import (
+    LengthPoint,
+    Measurement,
+    ModelProfile,
+    raw_point,
+    shrink,
+    shrink_tasks,
+)
+from eval.runner import ResultRow
+
+# Bucket edges in tokens: each bucket is one point of the profile, at its documents' median length.
+LENGTH_EDGES = (6_000, 12_000, 24_000, 48_000, 96_000)
+# The smallest standard deviation of one paired difference (lc_ok - rag_ok in -1, 0, 1) assumed.
+MIN_SE_PER_QUESTION = 0.5
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One question answered in both modes, both judged."""
+
+    item_id: str
+    task: str
+    doc_tokens: int
+    rag_ok: bool
+    lc_ok: bool
+
+
+def pairs(rows: Sequence[ResultRow]) -> list[Pair]:
+    """Questions with a judged RAG and a judged LC answer (errors and unjudged rows left out)."""
+    by: dict[str, dict[str, ResultRow]] = {}
+    for r in rows:
+        if r.ok and r.correct is not None and r.mode_requested in ("rag", "lc"):
+            by.setdefault(r.item_id, {})[r.mode_requested] = r
+    out = []
+    for item, modes in sorted(by.items()):
+        if "rag" in modes and "lc" in modes:
+            lc = modes["lc"]
+            out.append(
+                Pair(item, lc.task or "location", lc.doc_tokens, bool(modes["rag"].correct), bool(lc.correct))
+            )
+    return out
+
+
+def bucket_of(tokens: int, edges: Sequence[int] = LENGTH_EDGES) -> int:
+    return sum(tokens >= e for e in edges)
+
+
+def measurements(ps: Sequence[Pair], edges: Sequence[int] = LENGTH_EDGES) -> list[Measurement]:
+    """Paired differences grouped by length bucket and task; each bucket at its median length."""
+    buckets: dict[int, list[Pair]] = {}
+    for p in ps:
+        if p.doc_tokens > 0:
+            buckets.setdefault(bucket_of(p.doc_tokens, edges), []).append(p)
+    out = []
+    for _, group in sorted(buckets.items()):
+        length = int(statistics.median(p.doc_tokens for p in group))
+        tasks: dict[str, list[int]] = {}
+        for p in group:
+            tasks.setdefault(p.task, []).append(int(p.lc_ok) - int(p.rag_ok))
+        out.extend(Measurement(length, t, tuple(d)) for t, d in sorted(tasks.items()))
+    return out
+
+
+def calibrated_profile(
+    name: str,
+    params_b: float | None,
+    ms: Sequence[Measurement],
+    prior: ModelProfile | None,
+    measured_at: str,
+) -> ModelProfile:
+    """The model's profile from its measurements, each length point shrunk toward the prior at
+    that length (no prior: the raw measurement with its standard error)."""
+    by_len: dict[int, list[Measurement]] = {}
+    for m in ms:
+        by_len.setdefault(m.tokens, []).append(m)
+    points = []
+    for length, group in sorted(by_len.items()):
+        adv, se, n, by_task = raw_point(group)
+        # A few questions that happen to agree have a sample variance of 0; they are not certain.
+        se = max(se, MIN_SE_PER_QUESTION / math.sqrt(max(n, 1)))
+        if prior is not None and prior.points:
+            mu0 = prior.advantage_at(length)
+            tau = prior.sd_at(length)
+            mean, sd = shrink(adv, se, mu0 if mu0 is not None else 0.0, tau)
+        else:
+            mean, sd = adv, se
+        points.append(LengthPoint(length, mean, sd, n, shrink_tasks(by_task, mean, adv)))
+    return ModelProfile(name, params_b, None, tuple(points), "calibrated", measured_at)
+
+
+def describe(profile: ModelProfile, ps: Sequence[Pair]) -> list[str]:
+    """One line per length point: what was measured and what the router now believes."""
+    lines = []
+    for pt in profile.points:
+        lines.append(
+            f"{pt.tokens:,} tokens: {pt.n} questions, LC - RAG = {pt.lc_adv * 100:+.1f} points "
+            f"(uncertainty {pt.sd * 100:.1f})"
+        )
+    if ps:
+        rag = sum(p.rag_ok for p in ps) / len(ps)
+        lc = sum(p.lc_ok for p in ps) / len(ps)
+        lines.append(f"raw accuracy over {len(ps)} questions: RAG {rag:.0%}, LC {lc:.0%}")
+    return lines
