@@ -25,9 +25,6 @@ app = typer.Typer(add_completion=False, help="Measure the configured model for t
 DEFAULT_LARA = Path("../shared/data/lara")
 
 
-_fail = fail
-
-
 @app.command()
 def calibrate(
     dataset: Annotated[
@@ -77,14 +74,14 @@ def calibrate(
             docs=tuple(d.strip() for d in (docs or "").split(",") if d.strip()),
         )
     except (FileNotFoundError, ValueError) as exc:
-        _fail(f"{exc} (give a LaRA directory or a .jsonl file as the first argument)")
+        fail(f"{exc} (give a LaRA directory or a .jsonl file as the first argument)")
     settings = settings_for(work / "library", backend, model, base_url, None)
     run = {"dataset": str(spec.resolve()), "backend": settings.llm.backend, "model": settings.llm.model}
     meta = work / "run.json"
     if meta.is_file():
         before = json.loads(meta.read_text(encoding="utf-8"))
         if any(before.get(k) != v for k, v in run.items()):
-            _fail(
+            fail(
                 f"'{work}' holds a calibration of {before.get('model')} on {before.get('dataset')}; "
                 "use --out for another folder, or delete it to start over"
             )
@@ -109,7 +106,7 @@ def calibrate(
         console.print(line(("note:", "yellow"), " ", note), highlight=False)
     ps = pairs(store.all())
     if not ps:
-        _fail(
+        fail(
             "no question was answered and judged in both modes yet; rerun with a larger "
             "--budget-minutes, or see the errors in " + str(work / RESULTS)
         )

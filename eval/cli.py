@@ -25,20 +25,14 @@ from pipeline.errors import import_extra
 app = typer.Typer(add_completion=False, help="Compare RAG, long context and the router on a dataset.")
 
 
-_fail = fail
-
-
 def _split(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in value.split(",") if p.strip())
     bad = [p for p in parts if p not in allowed]
     if bad or not parts:
-        _fail(
+        fail(
             f"unknown {what} {', '.join(bad) or '(none)'}; use a comma-separated list of {', '.join(allowed)}"
         )
     return parts
-
-
-_settings = settings_for
 
 
 def _check_run(out: Path, config: dict) -> None:
@@ -48,7 +42,7 @@ def _check_run(out: Path, config: dict) -> None:
         before = json.loads(path.read_text(encoding="utf-8"))
         for key in ("dataset", "backend", "model"):
             if before.get(key) != config.get(key):
-                _fail(
+                fail(
                     f"'{out}' holds results for {key} '{before.get(key)}', not '{config.get(key)}'; "
                     "use another --out, or delete that folder to start over"
                 )
@@ -111,7 +105,7 @@ def eval_command(
     store = ResultStore(out / RESULTS)
     if report_only:
         if not store.rows:
-            _fail(f"no results in '{out / RESULTS}' yet; run without --report-only first")
+            fail(f"no results in '{out / RESULTS}' yet; run without --report-only first")
         _report(store, out, {})
         return
     try:
@@ -123,8 +117,8 @@ def eval_command(
             docs=tuple(d.strip() for d in (docs or "").split(",") if d.strip()),
         )
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    settings = _settings(data_dir or out / "library", backend, model, base_url, timeout)
+        fail(str(exc))
+    settings = settings_for(data_dir or out / "library", backend, model, base_url, timeout)
     config = {
         "dataset": str(dataset.resolve()),
         "backend": settings.llm.backend,

@@ -117,4 +117,6 @@ def test_profile_caption_says_where_the_profile_came_from() -> None:
         == "Router profile: calibrated for this model on 2026-12-06 07:00 UTC (lengths 4k)"
     )
     caption = profile_caption(model_profile("never-seen-model"))
-    assert caption.startswith("Router profile: not measured for this model; the class prior (unknown, 13 models")
+    assert caption.startswith(
+        "Router profile: not measured for this model; the class prior (unknown, 13 models"
+    )
