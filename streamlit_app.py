@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import streamlit as st
 
+from app.accounts import authenticate
 from app.catalog import SAMPLES_DIR, load_catalog
+from app.chats import ChatNotFound, title_from
 from app.factories import build_embedder, build_generator
 from app.llm.base import Generator
 from app.locations import time_range
@@ -20,8 +22,10 @@ from app.safe_mode import allowed_server_path, safe_mode_on, token_ok
 from app.settings import Settings
 from app.ui import sources as src
 from app.ui.asking import AskJob, reading_label
+from app.ui.chat_json import chat_markdown, turn_from_json, turn_json
 from app.ui.errors import Problem, explain
 from app.ui.library import (
+    MEDIA_SUFFIXES,
     UPLOAD_TYPES,
     DocRow,
     Draft,
@@ -31,6 +35,8 @@ from app.ui.library import (
     Outcome,
     Turn,
     UIOptions,
+    attach_media,
+    attached_media,
     embedder_key,
     generator_key,
     library_key,
@@ -142,6 +148,12 @@ def model_widgets(defaults: UIOptions) -> tuple[str, str]:
     return backend, model
 
 
+def sign_out() -> None:
+    for k in list(st.session_state):
+        del st.session_state[k]
+    st.query_params.clear()
+
+
 def sidebar(base: Settings, safe: bool = False) -> None:
     defaults = UIOptions.from_settings(base)
     state = st.session_state
@@ -159,6 +171,10 @@ def sidebar(base: Settings, safe: bool = False) -> None:
     with st.sidebar:
         st.title("longqa")
         st.caption("Ask long documents; every answer shows where it comes from.")
+        if state.get("user"):
+            who, out = st.columns([3, 2], vertical_alignment="center")
+            who.caption(f"Signed in as **{src.md_text(state['user'])}**")
+            out.button("Sign out", key="sign_out", on_click=sign_out)
         st.subheader("Model")
         if safe:
             # Safe mode: the backend, its URL, key and model come from the server's configuration.
@@ -225,18 +241,54 @@ def citation_panel(lib: Library, lib_key: str, c, turn: int, prefix: str) -> Non
                 st.markdown(src.passage(doc.text, c.span).to_html(reflow=True), unsafe_allow_html=True)
             with page_col:
                 pdf_page(c.source_path, c.pages[0], c.quote)
+            key = f"{prefix}_{turn}_{c.number}"
+            if st.toggle("Open in the document viewer (zoom, other pages)", key=f"viewer_{key}"):
+                pdf_viewer_block(c.source_path, c.pages[0], c.quote, key)
         elif doc.segments and c.time:
             st.markdown(f"**{time_range(c.time, typeset=True)}**")
-            st.markdown(src.cues_html(src.cue_lines(doc, c.span)), unsafe_allow_html=True)
-            media = src.find_media(c.source_path)
-            if media is None:
-                st.caption("No audio or video file next to the transcript, so there is no player.")
-            elif media.kind == "video":
-                st.video(str(media.path), start_time=int(c.time[0]))
-            else:
-                st.audio(str(media.path), start_time=int(c.time[0]))
+            transcript_block(lib, doc, c, f"{prefix}_{turn}_{c.number}")
         else:
             st.markdown(src.passage(doc.text, c.span).to_html(), unsafe_allow_html=True)
+
+
+def play_from(key: str, start: float) -> None:
+    st.session_state[f"play_{key}"] = start
+
+
+def transcript_block(lib: Library, doc, c, key: str) -> None:  # type: ignore[no-untyped-def]
+    """The cited cues among their neighbours. With the recording at hand (attached in the
+    Library tab, or beside the transcript), each cue's time is a button that plays it from that
+    second; the player starts at the citation."""
+    lines = src.cue_lines(doc, c.span)
+    media = src.find_media(c.source_path, attached_media(lib.settings.data_dir, c.doc_id))
+    if media is None:
+        st.markdown(src.cues_html(lines), unsafe_allow_html=True)
+        st.caption(
+            "No recording for this transcript, so its times cannot be played: attach the audio or "
+            "video in the Library tab (Attach a recording)."
+        )
+        return
+    chosen = st.session_state.get(f"play_{key}")
+    for i, line in enumerate(lines):
+        t, body = st.columns([1, 7], vertical_alignment="center")
+        t.button(
+            f"▶ {line.label}",
+            key=f"cue_{key}_{i}",
+            type="tertiary",
+            help=f"Play from {line.label}",
+            on_click=play_from,
+            args=(key, line.start),
+        )
+        text = src.md_text(line.text.replace("\n", " "))
+        body.markdown(f":orange-background[{text}]" if line.cited else text)
+    start = int(chosen if chosen is not None else c.time[0])
+    st.caption(
+        f"Playing from {src.fmt_time(start)}" if chosen is not None else "Click a time to play from it."
+    )
+    if media.kind == "video":
+        st.video(str(media.path), start_time=start, autoplay=chosen is not None)
+    else:
+        st.audio(str(media.path), start_time=start, autoplay=chosen is not None)
 
 
 def pdf_page(path: str, page: int, quote: str) -> None:
@@ -254,6 +306,72 @@ def pdf_page(path: str, page: int, quote: str) -> None:
         st.caption(f"The cited words could not be located on page {page}; the whole page is shown.")
     with st.expander(f"Whole page {page}", expanded=img.closeup is None):
         st.image(img.png, width="stretch")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def page_window(path: str, mtime: float, page: int, quote: str, cited: int) -> src.PageWindow:
+    return src.page_window(path, page, quote, cited)
+
+
+def goto(nav_key: str, page: int, n_pages: int | None = None) -> None:
+    st.session_state[nav_key] = max(1, page if n_pages is None else min(page, n_pages))
+
+
+def pdf_viewer_block(path: str, cited: int, quote: str, key: str) -> None:
+    """The PDF in a pdf.js viewer (streamlit-pdf-viewer): the cited page with the cited words
+    boxed, its neighbours, zoom controls and text selection; a page field moves through the
+    document a few pages at a time (only those pages are sent to the browser)."""
+    from streamlit_pdf_viewer import pdf_viewer
+
+    p = Path(path)
+    nav_key = f"page_{key}"
+    st.session_state.setdefault(nav_key, cited)
+    try:
+        win = page_window(
+            str(p), p.stat().st_mtime if p.exists() else 0.0, st.session_state[nav_key], quote, cited
+        )
+    except Exception as exc:
+        st.caption(str(explain(exc)))
+        return
+    left, mid, right, back = st.columns([1, 2, 1, 2], vertical_alignment="bottom")
+    left.button(
+        "◀ Previous", key=f"prev_{key}", disabled=win.first <= 1, on_click=goto, args=(nav_key, win.first - 3)
+    )
+    mid.number_input(f"Page (of {win.n_pages})", 1, win.n_pages, key=nav_key)
+    right.button(
+        "Next ▶",
+        key=f"next_{key}",
+        disabled=win.last >= win.n_pages,
+        on_click=goto,
+        args=(nav_key, win.last + 3, win.n_pages),
+    )
+    back.button(
+        f"Back to the cited page {cited}",
+        key=f"cited_{key}",
+        disabled=win.first <= cited <= win.last,
+        on_click=goto,
+        args=(nav_key, cited),
+    )
+    st.caption(
+        f"Pages {win.first}–{win.last} of {win.n_pages}"
+        + (f"; the cited words are boxed on page {cited}." if win.boxes else ".")
+        + " Use the viewer's zoom buttons, or select text to copy it."
+    )
+    shown = st.session_state[nav_key]
+    pdf_viewer(
+        win.pdf,
+        key=f"pdf_{key}_{win.first}",
+        height=900,
+        annotations=[
+            {"page": pg, "x": x, "y": y, "width": w, "height": h, "color": "#e8a400", "border": "solid"}
+            for pg, x, y, w, h in win.boxes
+        ],
+        annotation_outline_size=2,
+        render_text=True,
+        scroll_to_page=min(max(shown, win.first), win.last) - win.first + 1,
+        scroll_behavior="instant",
+        show_page_separator=True,
+    )
 
 
 def route_line(route, container=None) -> None:  # type: ignore[no-untyped-def]
@@ -401,12 +519,209 @@ def follow(job: AskJob, stop_key: str) -> None:
     stop_box.empty()
 
 
+# -- saved chats --------------------------------------------------------------------------
+def me() -> str:
+    """The signed-in user ("" without accounts: everything belongs to the shared library)."""
+    return st.session_state.get("user", "")
+
+
+def current_chat(lib: Library) -> list[Turn]:
+    """This tab's conversation: the one in the session, else the saved chat the address names
+    (``?chat=<id>``: a refresh or a restart reopens it), else a new one."""
+    state = st.session_state
+    if "chat" not in state:
+        turns: list[Turn] = []
+        wanted = st.query_params.get("chat")
+        if wanted:
+            try:
+                turns = [turn_from_json(d) for d in lib.chats.turns(wanted, me())]
+                state["chat_id"] = wanted
+            except ChatNotFound:
+                st.query_params.pop("chat", None)
+            except Exception as exc:
+                show_problem(explain(exc))
+        state["chat"] = turns
+    cid = state.get("chat_id")
+    if cid and st.query_params.get("chat") != cid:
+        st.query_params["chat"] = cid
+    return state["chat"]
+
+
+def saver(lib: Library, state) -> Callable[[Turn], None]:  # noqa: ANN001 - Streamlit's session state
+    """Saves a turn to the session's chat (created with the first question as its title). Runs
+    once per turn, possibly from the next page run (``AskJob.record``), so it touches only the
+    database and the session state."""
+
+    owner = state.get("user", "")
+
+    def save(turn: Turn) -> None:
+        try:
+            cid = state.get("chat_id")
+            if cid is None:
+                cid = lib.chats.create(title_from(turn.question), owner).id
+                state["chat_id"] = cid
+            lib.chats.add_turn(cid, turn_json(turn), owner)
+        except Exception as exc:
+            state["save_problem"] = explain(exc)
+
+    return save
+
+
+def open_chat(lib: Library) -> None:
+    """The saved-chats list's callback: load the picked chat into this session."""
+    state = st.session_state
+    cid = state.get("chat_pick")
+    if not cid or cid == state.get("chat_id"):
+        return
+    state.pop("inflight", None)
+    try:
+        state["chat"] = [turn_from_json(d) for d in lib.chats.turns(cid, me())]
+        state["chat_id"] = cid
+        st.query_params["chat"] = cid
+    except ChatNotFound:
+        state["save_problem"] = Problem(
+            "That chat no longer exists", "It was deleted, perhaps in another tab."
+        )
+
+
+def new_chat() -> None:
+    state = st.session_state
+    for k in ("chat", "chat_id", "chat_pick"):
+        state.pop(k, None)
+    st.query_params.pop("chat", None)
+
+
+def chats_panel(lib: Library) -> None:
+    """Sidebar: new chat, the saved chats (latest first), and for the open one rename, export
+    as Markdown with its citations, and delete (asked twice)."""
+    state = st.session_state
+    try:
+        chats = lib.chats.list(me())
+    except Exception as exc:
+        show_problem(explain(exc))
+        return
+    cid = state.get("chat_id")
+    st.subheader("Chats")
+    st.button(
+        "New chat",
+        icon=":material/add_comment:",
+        key="chat_new",
+        on_click=new_chat,
+        disabled=not state.get("chat"),
+    )
+    if not chats:
+        st.caption("Your questions and answers are saved here.")
+        return
+    by_id = {c.id: c for c in chats}
+    state["chat_pick"] = cid if cid in by_id else None
+    st.radio(
+        "Saved chats",
+        list(by_id),
+        format_func=lambda i: (
+            f"{src.md_text(by_id[i].title)} · "
+            f"{time.strftime('%d %b %H:%M', time.localtime(by_id[i].updated))}"
+        ),
+        key="chat_pick",
+        on_change=open_chat,
+        args=(lib,),
+        label_visibility="collapsed",
+    )
+    if cid not in by_id:
+        return
+    info = by_id[cid]
+    with st.popover("This chat", icon=":material/more_horiz:", use_container_width=True):
+        title = st.text_input("Title", value=info.title, key=f"chat_title_{cid}", max_chars=120)
+        if st.button("Rename", key=f"chat_rename_{cid}") and title.strip() and title != info.title:
+            lib.chats.rename(cid, title, me())
+            st.rerun()
+        st.download_button(
+            "Export as Markdown",
+            chat_markdown(info.title, state.get("chat", [])),
+            file_name=export_name(info.title),
+            mime="text/markdown",
+            icon=":material/download:",
+            key=f"chat_export_{cid}",
+        )
+        sure = st.checkbox("Delete this chat…", key=f"chat_del_ask_{cid}")
+        if sure and st.button("Delete it for good", type="primary", key=f"chat_del_{cid}"):
+            lib.chats.delete(cid, me())
+            new_chat()
+            st.rerun()
+
+
+def export_name(title: str) -> str:
+    slug = "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return f"{slug[:60] or 'chat'}.md"
+
+
+def use_collection(by_id: dict) -> None:  # type: ignore[type-arg]
+    cid = st.session_state.get("collection")
+    if cid in by_id:
+        st.session_state["scope"] = list(by_id[cid].doc_ids)
+
+
+def collection_picker(lib: Library, existing: set[str]) -> None:
+    """Ask over a collection: picking one fills *Documents* with its documents."""
+    try:
+        found = lib.collections.visible(me(), existing)
+    except Exception as exc:
+        show_problem(explain(exc))
+        return
+    if not found:
+        return
+    by_id = {c.id: c for c in found}
+    user = me()
+    st.selectbox(
+        "Collection",
+        list(by_id),
+        index=None,
+        format_func=lambda i: f"{by_id[i].label(user)} ({len(by_id[i].doc_ids)} documents)",
+        placeholder="Choose a collection to ask over its documents",
+        key="collection",
+        on_change=use_collection,
+        args=(by_id,),
+    )
+
+
+def collections_block(lib: Library, names: dict[str, str]) -> None:
+    """Library tab: make a collection from chosen documents (shared with every user or not),
+    and delete your own."""
+    with st.expander("Collections"):
+        try:
+            mine = [c for c in lib.collections.visible(me(), set(names)) if c.owner == me()]
+        except Exception as exc:
+            show_problem(explain(exc))
+            return
+        state = st.session_state
+        state.setdefault("coll_round", 0)
+        r = state["coll_round"]
+        name = st.text_input("Name", key=f"coll_name_{r}", max_chars=120)
+        docs = st.multiselect("Documents", list(names), format_func=lambda d: names[d], key=f"coll_docs_{r}")
+        shared = st.checkbox("Shared with every user", key=f"coll_shared_{r}")
+        if st.button("Save collection", disabled=not (name.strip() and docs), key=f"coll_save_{r}"):
+            lib.collections.save(name, docs, me(), shared)
+            state["coll_round"] += 1
+            st.toast(f"Collection '{name.strip()}' saved with {len(docs)} documents.")
+            st.rerun()
+        for c in mine:
+            left, right = st.columns([5, 1], vertical_alignment="center")
+            left.markdown(
+                f"**{src.md_text(c.name)}** · {len(c.doc_ids)} documents" + (" · shared" if c.shared else "")
+            )
+            if right.button("Delete", key=f"coll_del_{c.id}"):
+                lib.collections.delete(c.id, me())
+                st.rerun()
+
+
 def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
     rows = lib.ready()
     if not rows:
         empty_library(lib, base)
         return
     names = doc_names(rows)
+    collection_picker(lib, set(names))
     left, right = st.columns([3, 2])
     scope = left.multiselect(
         "Documents", list(names), format_func=lambda d: names[d], placeholder="All documents", key="scope"
@@ -420,14 +735,28 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
         key="mode",
     )
     mode: Mode = "rag" if picked == "rag" else "lc" if picked == "lc" else "auto"
-    chat: list[Turn] = st.session_state.setdefault("chat", [])
+    chat = current_chat(lib)
+    save = saver(lib, st.session_state)
     inflight: AskJob | None = st.session_state.pop("inflight", None)
     if inflight is not None:
         # This run interrupted the one that was answering (Stop, or any other click: Streamlit
         # stops the old run and starts this one at once, so it may not have recorded its turn yet).
         if not inflight.finished:
             inflight.stop()
-        inflight.record(chat)
+        inflight.record(chat, save)
+    panel = st.sidebar.container()  # filled last, so a chat saved by this run is listed
+    conversation_view(lib, lib_key, base, chat, save, scope, mode)
+    with panel:
+        chats_panel(lib)
+
+
+def conversation_view(  # type: ignore[no-untyped-def]
+    lib: Library, lib_key: str, base: Settings, chat: list[Turn], save, scope, mode: Mode
+) -> None:
+    """The conversation so far, and the question being asked (if any) as it is answered."""
+    problem = st.session_state.pop("save_problem", None)
+    if problem is not None:
+        st.warning(f"The chat could not be saved: {src.md_text(str(problem))}", icon=":material/warning:")
     conversation = st.container()  # above the input, so the input stays at the bottom
     question = st.chat_input("Ask a question about your documents", key="question")
     with conversation:
@@ -449,6 +778,7 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
             except Exception as exc:
                 out = Outcome(None, explain(exc, settings), 0.0, mode)
                 chat.append(Turn(question, mode, tuple(scope), out))
+                save(chat[-1])
                 answer_block(lib, lib_key, out, len(chat) - 1)
                 return
             job = AskJob(lib, view, question, mode, scope).start()
@@ -457,7 +787,7 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
                 follow(job, f"stop_{len(chat)}")
             finally:
                 # Recorded even when Stop reran the page mid-answer (once: see AskJob.record).
-                turn = job.record(chat)
+                turn = job.record(chat, save)
             if st.session_state.get("inflight") is job:
                 del st.session_state["inflight"]
             turn_block(lib, lib_key, turn, chat.index(turn))
@@ -635,18 +965,79 @@ def library_tab(lib: Library, base: Settings, safe: bool = False) -> None:
         hide_index=True,
     )
     names = {r.doc_id: f"{r.name} ({r.doc_id[:8]})" for r in rows}
+    collections_block(lib, names)
+    attach_block(lib, base, [r for r in rows if r.kind == "transcript"], names)
+    delete_block(lib, base, names)
+
+
+def attach_block(lib: Library, base: Settings, transcripts: Sequence[DocRow], names: dict[str, str]) -> None:
+    """Attach the audio or video a transcript was made from, so its times play in answers."""
+    if not transcripts:
+        return
+    with st.expander("Attach a recording to a transcript"):
+        doc_id = st.selectbox(
+            "Transcript", [r.doc_id for r in transcripts], format_func=lambda d: names[d], key="attach_doc"
+        )
+        have = attached_media(base.data_dir, doc_id) if doc_id else []
+        if have:
+            st.caption(f"Attached now: {src.md_text(have[0].suffix[1:])} recording (a new one replaces it).")
+        state = st.session_state
+        state.setdefault("attach_round", 0)
+        up = st.file_uploader(
+            "Audio or video",
+            type=[s[1:] for s in MEDIA_SUFFIXES],
+            key=f"attach_file_{state['attach_round']}",
+        )
+        if st.button("Attach", disabled=up is None or not doc_id, key="attach_go"):
+            try:
+                attach_media(base.data_dir, doc_id, up.name, up.getvalue())  # type: ignore[union-attr]
+            except Exception as exc:
+                show_problem(explain(exc, base))
+            else:
+                state["attach_round"] += 1
+                st.toast(f"Attached to {names[doc_id]}: its times now play in answers.")
+                st.rerun()
+
+
+def delete_block(lib: Library, base: Settings, names: dict[str, str]) -> None:
+    """Delete documents, asked twice; the app's own copies of their files go too (uploads and
+    attached recordings under the data folder), never files elsewhere on the server."""
+    state = st.session_state
     doomed = st.multiselect(
         "Remove from the library", list(names), format_func=lambda d: names[d], key="doomed"
     )
-    if st.button(f"Delete {len(doomed)} document(s)", disabled=not doomed):
-        try:
-            n = lib.delete(doomed)
-        except Exception as exc:
-            show_problem(explain(exc, base))
-        else:
-            st.session_state.pop("scope", None)
-            st.session_state.pop("doomed", None)
-            st.toast(f"Deleted {len(doomed)} document(s) and their {n} passages from the index.")
+    files_too = st.checkbox(
+        "Also delete the uploaded files and attached recordings (files you ingested from a server "
+        "folder are never deleted)",
+        value=True,
+        key="doomed_files",
+    )
+    asked = st.button(f"Delete {len(doomed)} document(s)…", disabled=not doomed, key="delete_ask")
+    if not asked and not state.get("delete_confirm"):
+        return
+    state["delete_confirm"] = True
+    with st.container(border=True):
+        listed = ", ".join(names[d] for d in doomed)
+        st.warning(
+            f"Delete {len(doomed)} document(s) for everyone using this library: {src.md_text(listed)}? "
+            "Answers already given keep their quotes, but their sources can no longer be opened.",
+            icon=":material/delete:",
+        )
+        yes, no = st.columns(2)
+        if no.button("Cancel", key="delete_no"):
+            state.pop("delete_confirm", None)
+            st.rerun()
+        if yes.button("Yes, delete", type="primary", key="delete_yes", disabled=not doomed):
+            state.pop("delete_confirm", None)
+            try:
+                gone = lib.delete(doomed, files_under=base.data_dir if files_too else None)
+            except Exception as exc:
+                show_problem(explain(exc, base))
+                return
+            for k in ("scope", "doomed", "last_ingest"):
+                state.pop(k, None)
+            files = f" and {len(gone.files)} file(s) from the server" if gone.files else ""
+            st.toast(f"Deleted {gone.documents} document(s), their {gone.passages} passages{files}.")
             st.rerun()
 
 
@@ -703,10 +1094,27 @@ def eval_tab(base: Settings, safe: bool = False) -> None:
 
 # -- page ------------------------------------------------------------------------------------
 def login(base: Settings) -> bool:
-    """Safe mode's gate: the configured access token, typed once per browser session."""
+    """The gate: with accounts (``app.users``) a name and password, else in safe mode the
+    configured access token; typed once per browser session."""
     state = st.session_state
     if state.get("authed"):
         return True
+    if base.app.users:
+        st.title("longqa")
+        with st.form("login"):
+            name = st.text_input("User name", key="login_name")
+            password = st.text_input("Password", type="password", key="login_password")
+            go = st.form_submit_button("Sign in", type="primary")
+        if go:
+            user = authenticate(base.app.users, name, password)
+            if user is None:
+                st.error("Wrong user name or password.", icon=":material/lock:")
+                return False
+            state["authed"], state["user"] = True, user
+            for k in ("chat", "chat_id", "chat_pick"):
+                state.pop(k, None)
+            st.rerun()
+        return False
     st.title("longqa")
     if not base.app.token:
         show_problem(
@@ -730,7 +1138,7 @@ def main() -> None:
     st.set_page_config(page_title="longqa · ask long documents", page_icon="📚", layout="wide")
     base = Settings()  # type: ignore[call-arg]  # pydantic-settings fills it
     safe = safe_mode_on(base.app, st.get_option("server.address"))
-    if safe and not login(base):
+    if (safe or base.app.users) and not login(base):
         return
     sidebar(base, safe)
     key = library_key(base)

@@ -302,6 +302,12 @@ class AppSettings(_Section):
         description="In safe mode, the only server folders that may be ingested or read as report "
         "folders; empty: none (uploads still work).",
     )
+    users: dict[str, str] = Field(
+        default_factory=dict,
+        description="Accounts: user name -> scrypt password hash (make one with 'python -m "
+        "app.accounts NAME'). When set, the app asks for a name and password, and each user has "
+        "their own chats and collections (shared ones are seen by all).",
+    )
 
 
 def _default_data_dir() -> Path:

@@ -13,9 +13,11 @@ and says how unsure it is. The service then reads it from ``<data dir>/router_pr
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from app.routing.profiles import (
     LengthPoint,
@@ -25,7 +27,9 @@ from app.routing.profiles import (
     shrink,
     shrink_tasks,
 )
+from eval.datasets import EvalItem
 from eval.runner import ResultRow
+from pipeline.textspan import STOPWORDS
 
 # Bucket edges in tokens: each bucket is one point of the profile, at its documents' median length.
 LENGTH_EDGES = (6_000, 12_000, 24_000, 48_000, 96_000)
@@ -120,3 +124,95 @@ def describe(profile: ModelProfile, ps: Sequence[Pair]) -> list[str]:
         lc = sum(p.lc_ok for p in ps) / len(ps)
         lines.append(f"raw accuracy over {len(ps)} questions: RAG {rag:.0%}, LC {lc:.0%}")
     return lines
+
+
+# About four characters a token in English prose (the runner records the real token count).
+CHARS_PER_TOKEN = 4
+_WORD = re.compile(r"\d[\d,.]*\d|[A-Za-z0-9][A-Za-z0-9'-]{2,}")
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+
+
+def _query_words(item: EvalItem) -> dict[str, float]:
+    """The question's and the gold answer's words; the answer's count three times."""
+    out: dict[str, float] = {}
+    for text, weight in ((item.question, 1.0), (item.gold_text, 3.0)):
+        for w in _WORD.findall(text):
+            w = w.lower().rstrip(".,")
+            if w not in STOPWORDS:
+                out[w] = max(out.get(w, 0.0), weight)
+    return out
+
+
+def best_window(text: str, words: dict[str, float], size: int) -> str:
+    """The ``size``-character window of ``text`` (cut at whitespace) holding the most of
+    ``words``, each weighted by its rarity in the text; the opening when nothing matches."""
+    if len(text) <= size:
+        return text
+    lower = text.lower()
+    hits: list[tuple[int, str]] = []
+    weight: dict[str, float] = {}
+    for w, importance in words.items():
+        positions = [m.start() for m in re.finditer(r"\b" + re.escape(w) + r"\b", lower)]
+        if positions:
+            weight[w] = importance / math.log(2 + len(positions))
+            hits.extend((p, w) for p in positions)
+    hits.sort()
+    # Windows beginning at a hit, scored by the distinct words inside (two pointers).
+    start, best, total = 0, 0.0, 0.0
+    inside: dict[str, int] = {}
+    j = 0
+    for p, w in hits:
+        while j < len(hits) and hits[j][0] < p + size:
+            wj = hits[j][1]
+            inside[wj] = inside.get(wj, 0) + 1
+            if inside[wj] == 1:
+                total += weight[wj]
+            j += 1
+        if total > best:
+            best, start = total, p
+        inside[w] -= 1
+        if inside[w] == 0:
+            total -= weight[w]
+    # Centre the matched region: begin a quarter window before the first hit.
+    start = max(0, min(start - size // 4, len(text) - size))
+    end = start + size
+    if start > 0:
+        cut = text.rfind(" ", 0, start)
+        start = cut + 1 if cut >= 0 and start - cut < 200 else start
+    if end < len(text):
+        cut = text.rfind(" ", start, end)
+        end = cut if cut > start else end
+    return text[start:end]
+
+
+def cut_items(items: Sequence[EvalItem], lengths: Sequence[int]) -> list[EvalItem]:
+    """Each text document cut to one of ``lengths`` (in tokens, taking turns), the window placed
+    where the question's and the gold answer's words are, given inline so both modes read the
+    same text. Items whose document is not a text file, or already shorter, are kept as they are.
+    The cut may lose a part the question needs; both modes then see the same loss, which is what a
+    paired RAG-vs-LC measurement at that length needs."""
+    if not lengths:
+        return list(items)
+    out = []
+    for i, it in enumerate(items):
+        path = Path(it.doc) if it.doc else None
+        if it.error or path is None or path.suffix.lower() not in TEXT_SUFFIXES or not path.is_file():
+            out.append(it)
+            continue
+        tokens = lengths[i % len(lengths)]
+        text = path.read_text(encoding="utf-8", errors="replace")
+        size = tokens * CHARS_PER_TOKEN
+        if len(text) <= size:
+            out.append(it)
+            continue
+        window = best_window(text, _query_words(it), size)
+        out.append(
+            replace(
+                it,
+                item_id=f"{it.item_id}@{tokens // 1000}k",
+                doc="",
+                context=window,
+                extra={**it.extra, "cut_from": path.name, "cut_tokens": tokens},
+            )
+        )
+    return out

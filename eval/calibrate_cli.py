@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from app.terminal.text import line, shown_name
-from eval.calibrate import calibrated_profile, describe, measurements, pairs
+from eval.calibrate import calibrated_profile, cut_items, describe, measurements, pairs
 from eval.datasets import load_dataset
 from eval.lara import KINDS, TASKS
 from eval.runner import RESULTS, ResultStore, RunOptions
@@ -23,6 +23,23 @@ from eval.terminal import console, fail, run_with_progress, settings_for
 
 app = typer.Typer(add_completion=False, help="Measure the configured model for the router.")
 DEFAULT_LARA = Path("../shared/data/lara")
+
+
+def parse_lengths(spec: str | None) -> tuple[int, ...]:
+    """'4000,8k' -> (4000, 8000); one clear line for anything else."""
+    out = []
+    for part in (spec or "").split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            n = int(float(part[:-1]) * 1000) if part.endswith("k") else int(part)
+        except ValueError:
+            n = 0
+        if n < 500:
+            fail(f"--lengths: '{part}' is not a length in tokens of at least 500 (e.g. --lengths 4000,8000)")
+        out.append(n)
+    return tuple(out)
 
 
 @app.command()
@@ -42,6 +59,14 @@ def calibrate(
     docs: Annotated[
         str | None,
         typer.Option(help="LaRA: only documents whose file name contains one of these (comma-separated)."),
+    ] = None,
+    lengths: Annotated[
+        str | None,
+        typer.Option(
+            help="Cut each text document to these lengths in tokens, taking turns (e.g. 4000,8000): "
+            "the window where the question's words are. Shorter documents answer faster; several "
+            "lengths give the profile its shape. Default: the documents whole."
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -75,14 +100,22 @@ def calibrate(
         )
     except (FileNotFoundError, ValueError) as exc:
         fail(f"{exc} (give a LaRA directory or a .jsonl file as the first argument)")
+    cut = parse_lengths(lengths)
+    items = cut_items(items, cut)
     settings = settings_for(work / "library", backend, model, base_url, None)
-    run = {"dataset": str(spec.resolve()), "backend": settings.llm.backend, "model": settings.llm.model}
+    run = {
+        "dataset": str(spec.resolve()),
+        "backend": settings.llm.backend,
+        "model": settings.llm.model,
+        "lengths": list(cut),
+    }
     meta = work / "run.json"
     if meta.is_file():
         before = json.loads(meta.read_text(encoding="utf-8"))
-        if any(before.get(k) != v for k, v in run.items()):
+        if any(before.get(k, [] if k == "lengths" else None) != v for k, v in run.items()):
             fail(
-                f"'{work}' holds a calibration of {before.get('model')} on {before.get('dataset')}; "
+                f"'{work}' holds a calibration of {before.get('model')} on {before.get('dataset')} "
+                f"(lengths {before.get('lengths') or 'whole'}); "
                 "use --out for another folder, or delete it to start over"
             )
     work.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
+    MetaData,
     String,
     Text,
     create_engine,
@@ -324,6 +325,14 @@ class MetadataStore:
                     "set retrieval.vector_search to 'auto' or 'faiss', or point LONGQA_DATABASE_URL "
                     "at PostgreSQL with the vector extension",
                 )
+
+    def create_tables(self, metadata: MetaData) -> None:
+        """Create another module's tables in this database if missing (the app's saved chats),
+        under the same lock as the store's own schema, so processes starting at once agree."""
+        with self._writer.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            metadata.create_all(conn)
 
     def _pgvector_extension(self, conn: Connection) -> bool:
         """Whether pgvector is usable: installed in this database, or created now (needs the

@@ -3,6 +3,7 @@ backend fixed by the server (issue 18)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -108,3 +109,76 @@ def test_safe_mode_ingests_a_folder_inside_the_roots(safe_env: Path) -> None:
     at.button[1].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("Last ingest: 1 ingested" in s.value for s in at.success), [s.value for s in at.success]
+
+
+def test_password_hashes() -> None:
+    from app.accounts import authenticate, hash_password, password_ok
+
+    h = hash_password("correct horse")
+    assert h.startswith("scrypt$") and "correct" not in h
+    assert password_ok("correct horse", h) and not password_ok("correct hors", h)
+    assert not password_ok("x", "plain-text") and not password_ok("x", "scrypt$1$2$3$!!$??")
+    assert hash_password("same") != hash_password("same")  # salted
+    users = {"ann": h}
+    assert authenticate(users, " ann ", "correct horse") == "ann"
+    assert authenticate(users, "ann", "wrong") is None and authenticate(users, "bob", "correct horse") is None
+
+
+def _sign_in(name: str, password: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600).run()
+    assert not at.exception and not at.tabs
+    at.text_input(key="login_name").set_value(name)
+    at.text_input(key="login_password").set_value(password)
+    at.button[0].click().run()  # the form's "Sign in"
+    return at
+
+
+def test_accounts_keep_chats_apart_and_share_only_shared_collections(
+    safe_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.accounts import hash_password
+
+    users = {"ann": hash_password("ann-password"), "bob": hash_password("bob-password")}
+    monkeypatch.setenv("LONGQA_APP__USERS", json.dumps(users))
+    bad = _sign_in("ann", "bob-password")
+    assert "Wrong user name or password." in _texts(bad) and not bad.tabs
+
+    ann = _sign_in("ann", "ann-password")
+    assert not ann.exception and ann.tabs
+    assert any("Signed in as **ann**" in c.value for c in ann.sidebar.caption)
+    ann.session_state["tab"] = "Library"
+    ann.run()
+    ann.text_input(key="server_path").set_value(str(safe_env / "allowed")).run()
+    ann.button[1].click().run()
+    doc = ann.dataframe[0].value["id"][0]
+    for name, shared in (("Birds (shared)", True), ("Ann's own", False)):
+        ann.text_input(key=f"coll_name_{ann.session_state['coll_round']}").set_value(name)
+        ann.multiselect(key=f"coll_docs_{ann.session_state['coll_round']}").set_value([doc])
+        ann.checkbox(key=f"coll_shared_{ann.session_state['coll_round']}").set_value(shared)
+        ann.run()
+        ann.button(key=f"coll_save_{ann.session_state['coll_round']}").click().run()
+        assert not ann.exception
+    ann.session_state["tab"] = "Ask"
+    ann.run()
+    assert len(ann.selectbox(key="collection").options) == 2
+    ann.selectbox(key="collection").select_index(0).run()
+    assert ann.multiselect(key="scope").value == [doc]  # the collection's documents
+    # The question fails (the configured server is not there) and is saved all the same.
+    ann.chat_input(key="question").set_value("Which birds hover over fields?").run()
+    assert not ann.exception
+    assert len(ann.chat_message) == 2
+    assert len(ann.sidebar.radio(key="chat_pick").options) == 1
+
+    bob = _sign_in("bob", "bob-password")
+    assert not bob.exception and bob.tabs
+    assert not bob.sidebar.radio  # none of Ann's chats
+    opts = bob.selectbox(key="collection").options
+    assert len(opts) == 1 and "Birds (shared)" in opts[0] and "shared by ann" in opts[0]
+    # Bob cannot open Ann's chat by its address either.
+    bob2 = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600)
+    bob2.query_params["chat"] = ann.session_state["chat_id"]
+    bob2.run()
+    bob2.text_input(key="login_name").set_value("bob")
+    bob2.text_input(key="login_password").set_value("bob-password")
+    bob2.button[0].click().run()
+    assert not bob2.exception and len(bob2.chat_message) == 0

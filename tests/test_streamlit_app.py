@@ -86,6 +86,22 @@ def test_ask_shows_answer_mode_reason_usage_and_linked_sources(app_env: Path) ->
     at.run()
     assert len(at.chat_message) == 2 and at.chat_message[1].markdown[0].value == answer
 
+    # It is saved in the database: a new session (a refresh, a restart of the app) lists it and
+    # reopens it from the list or from the address (?chat=<id>), sources and all.
+    chat_id = at.session_state["chat_id"]
+    b = new_app().run()
+    assert len(b.chat_message) == 0
+    pick = b.radio(key="chat_pick")
+    assert pick.options == [f"{QUESTION.replace('.', chr(92) + '.')} · " + pick.options[0].split(" · ")[1]]
+    pick.set_value(chat_id).run()
+    assert not b.exception
+    assert len(b.chat_message) == 2 and b.chat_message[1].markdown[0].value == answer
+    assert sum(t.startswith('<div id="src-0-') for t in texts(b)) == len(anchors)
+    c = new_app()
+    c.query_params["chat"] = chat_id
+    c.run()
+    assert len(c.chat_message) == 2 and c.chat_message[1].markdown[0].value == answer
+
 
 @pytest.mark.slow  # two answers, one of them reading a whole document
 def test_compare_answers_rag_and_lc_side_by_side(app_env: Path) -> None:
@@ -126,7 +142,12 @@ def test_library_upload_delete_and_a_second_session_sees_it(app_env: Path) -> No
     a.run()
     next(x for x in a.button if x.label.startswith("Delete 1")).click().run()
     assert not a.exception
+    assert list(a.dataframe[0].value["name"]) == ["lighthouse.txt"]  # asked first, nothing deleted
+    assert any("Delete 1 document(s) for everyone" in w.value for w in a.warning)
+    a.button(key="delete_yes").click().run()
+    assert not a.exception
     assert "Nothing ingested yet." in texts(a)
+    assert not (app_env / "home" / "uploads" / "lighthouse.txt").exists()  # the uploaded copy went too
     b.run()
     assert "Nothing ingested yet." in texts(b)
 

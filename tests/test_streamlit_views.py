@@ -254,7 +254,7 @@ def test_session_views_share_one_library_and_use_their_own_top_k(service, settin
     assert all(o.answer.retrieval == "hybrid top-2" for o in outs)
     # A delete through the library is seen by every view; store and index stay in step.
     pdf = next(r for r in lib.ready() if r.kind == "pdf")
-    assert lib.delete([pdf.doc_id]) > 0
+    assert lib.delete([pdf.doc_id]).passages > 0
     assert [r.kind for r in lib.ready()] == ["text"]
     assert service.index.ids() == service.store.all_vec_ids()
     out = lib.ask(view, "Who developed WordStar?", "rag", [pdf.doc_id])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from app.llm.control import Control, PrefillState, controlled
 from app.service import QAService
@@ -129,11 +129,12 @@ class AskJob:
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started
 
-    def record(self, chat: list[Turn]) -> Turn:
+    def record(self, chat: list[Turn], on_record: Callable[[Turn], None] | None = None) -> Turn:
         """Put this question's turn in ``chat`` once: the answer when it finished, else a stopped
         turn with what was streamed. Called by the page run that asked (when it ends, or when a
         rerun interrupts it) and by the next page run (which may start before the interrupted one
-        has ended): whichever comes first records it, the other gets the same turn."""
+        has ended): whichever comes first records it, the other gets the same turn. ``on_record``
+        (saving the turn) runs once, by the call that records it."""
         with self._lock:
             if self._recorded is None:
                 if self.finished and self.outcome is not None and not self.control.cancelled:
@@ -150,6 +151,8 @@ class AskJob:
                     self.route,
                 )
                 chat.append(self._recorded)
+                if on_record is not None:
+                    on_record(self._recorded)
             return self._recorded
 
 

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.chats import ChatStore
+from app.collections import CollectionStore
 from app.ingest import SUPPORTED_SUFFIXES, IngestReport
 from app.llm.base import Generator
 from app.llm.control import Cancelled
 from app.service import QAService
 from app.settings import Settings
 from app.ui.errors import Problem, explain
+from app.ui.sources import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from indexes.embedding import Embedder
 from pipeline.types import Answer, Mode, RouteDecision
 
@@ -223,6 +226,22 @@ class Library:
         self.settings = settings
         self.service = service or QAService(settings, embedder=embedder)
         self.lock = RWLock()
+        self._chats: ChatStore | None = None
+        self._collections: CollectionStore | None = None
+
+    @property
+    def chats(self) -> ChatStore:
+        """Saved chats, in the same database as the documents (created on first use)."""
+        if self._chats is None:
+            self._chats = ChatStore(self.service.store)
+        return self._chats
+
+    @property
+    def collections(self) -> CollectionStore:
+        """Named sets of documents, in the same database (created on first use)."""
+        if self._collections is None:
+            self._collections = CollectionStore(self.service.store)
+        return self._collections
 
     def view(self, settings: Settings, generator: Generator | None = None) -> QAService:
         return self.service.with_settings(settings, generator)
@@ -260,9 +279,32 @@ class Library:
         with self.lock.write():
             return view.ingest(list(paths), _progress_adapter(on_progress) if on_progress else None)
 
-    def delete(self, doc_ids: Sequence[str]) -> int:
+    def delete(self, doc_ids: Sequence[str], files_under: Path | None = None) -> Deleted:
+        """Delete documents (one store transaction under the write lock). With ``files_under``,
+        also remove their files that lie inside that folder (the app's uploads and attached
+        recordings); files anywhere else on the server are never touched."""
+        paths = {
+            d.doc_id: d.source_path for d in self.service.store.list_documents() if d.doc_id in set(doc_ids)
+        }
         with self.lock.write():
-            return self.service.delete(list(doc_ids))
+            n = self.service.delete(list(doc_ids))
+        removed: list[Path] = []
+        if files_under is not None:
+            root = files_under.resolve()
+            media = [m for d in doc_ids for m in attached_media(root, d)]
+            for f in [Path(p) for p in paths.values()] + media:
+                try:
+                    f = f.resolve()
+                    if f.is_file() and f.is_relative_to(root) and not self._still_used(f):
+                        f.unlink()
+                        removed.append(f)
+                except OSError:
+                    continue
+        return Deleted(len(paths), n, tuple(removed))
+
+    def _still_used(self, f: Path) -> bool:
+        """Another document was ingested from the same file (kept until that one goes too)."""
+        return bool(self.service.store.find_by_path(str(f)))
 
     # -- asking -------------------------------------------------------------------------
     def ask(
@@ -300,6 +342,42 @@ class Library:
         except Exception as exc:  # shown to the user as a message with the fix
             return Outcome(None, explain(exc, view.settings), time.perf_counter() - t0, mode)
         return Outcome(ans, None, time.perf_counter() - t0, mode)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    documents: int
+    passages: int
+    files: tuple[Path, ...]
+
+
+MEDIA_DIR = "media"
+MEDIA_SUFFIXES = (*VIDEO_SUFFIXES, *AUDIO_SUFFIXES)
+
+
+def attached_media(data_dir: Path, doc_id: str) -> list[Path]:
+    """Recordings attached to a transcript in the app (``<data dir>/media/<doc id>.<suffix>``)."""
+    folder = data_dir / MEDIA_DIR
+    return sorted(folder.glob(f"{doc_id}.*")) if folder.is_dir() else []
+
+
+def attach_media(data_dir: Path, doc_id: str, filename: str, data: bytes) -> Path:
+    """Keep an uploaded recording for a transcript, replacing one attached before."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in MEDIA_SUFFIXES:
+        raise ValueError(
+            f"'{filename}' is not an audio or video file this app can play; "
+            f"use one of {', '.join(MEDIA_SUFFIXES)}"
+        )
+    for old in attached_media(data_dir, doc_id):
+        old.unlink(missing_ok=True)
+    folder = data_dir / MEDIA_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{doc_id}{suffix}"
+    tmp = target.with_suffix(suffix + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return target
 
 
 def save_upload(folder: Path, filename: str, data: bytes) -> Path:

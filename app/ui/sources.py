@@ -239,11 +239,12 @@ class Media:
     kind: str  # "audio" | "video"
 
 
-def find_media(source_path: str) -> Media | None:
-    """The audio or video file a transcript belongs to: the source itself, or a file with the
-    same name and a media suffix next to it (``talk.srt`` -> ``talk.mp4``)."""
+def find_media(source_path: str, attached: Sequence[Path] = ()) -> Media | None:
+    """The audio or video file a transcript belongs to: one attached to it in the app
+    (``attached``), the source itself, or a file with the same name and a media suffix next to
+    it (``talk.srt`` -> ``talk.mp4``)."""
     src = Path(source_path)
-    candidates = [src] + [src.with_suffix(s) for s in (*VIDEO_SUFFIXES, *AUDIO_SUFFIXES)]
+    candidates = [*attached, src] + [src.with_suffix(s) for s in (*VIDEO_SUFFIXES, *AUDIO_SUFFIXES)]
     for p in candidates:
         suffix = p.suffix.lower()
         if suffix in (*VIDEO_SUFFIXES, *AUDIO_SUFFIXES) and p.is_file():
@@ -298,6 +299,58 @@ def _match_words(page_words: list[str], quote_words: list[str]) -> tuple[int, in
     return keep[lo], keep[hi - 1] + 1
 
 
+def _quote_rects(words: list, quote: str) -> list:  # type: ignore[type-arg]
+    """One rectangle per line of the page's words that match ``quote`` (PyMuPDF word tuples)."""
+    import pymupdf
+
+    rng = _match_words([w[4] for w in words], quote.split())
+    if rng is None:
+        return []
+    lines: dict[tuple[int, int], pymupdf.Rect] = {}
+    for w in words[rng[0] : rng[1]]:
+        key = (int(w[5]), int(w[6]))
+        r = pymupdf.Rect(w[:4])
+        lines[key] = lines[key] | r if key in lines else r
+    return list(lines.values())
+
+
+@dataclass(frozen=True)
+class PageWindow:
+    """A few pages of a PDF around one, as a small PDF of their own (what the viewer is sent,
+    so a 500-page report does not travel to the browser), and the cited words' boxes on the page."""
+
+    pdf: bytes
+    first: int  # 1-based page number of the window's first page in the document
+    last: int
+    n_pages: int  # of the whole document
+    boxes: tuple[tuple[int, float, float, float, float], ...]  # (page in the window, x, y, w, h) in points
+
+
+def page_window(pdf_path: str | Path, page: int, quote: str, cited_page: int, radius: int = 2) -> PageWindow:
+    """Pages ``page - radius`` to ``page + radius`` (1-based, clipped) as their own PDF, with the
+    boxes of ``quote`` on ``cited_page`` when it is in the window."""
+    import pymupdf
+
+    path = Path(pdf_path)
+    if not path.is_file():
+        raise FileMissing(
+            f"the PDF '{path}' is no longer there", "put it back or ingest it again to see its pages"
+        )
+    with pymupdf.open(path) as pdf:
+        n = pdf.page_count
+        page = min(max(page, 1), n)
+        first, last = max(1, page - radius), min(n, page + radius)
+        boxes: list[tuple[int, float, float, float, float]] = []
+        if first <= cited_page <= last and quote.strip():
+            for r in _quote_rects(pdf[cited_page - 1].get_text("words", sort=False), quote):
+                boxes.append((cited_page - first + 1, r.x0, r.y0, r.width, r.height))
+        out = pymupdf.open()
+        out.insert_pdf(pdf, from_page=first - 1, to_page=last - 1)
+        data = out.tobytes(garbage=3, deflate=True)
+        out.close()
+    return PageWindow(data, first, last, n, tuple(boxes))
+
+
 def render_pdf_page(
     pdf_path: str | Path, page: int, quote: str, *, dpi: int = 110, closeup_margin: float = 70.0
 ) -> PageImage:
@@ -317,19 +370,11 @@ def render_pdf_page(
             raise ValueError(f"'{path.name}' has {pdf.page_count} pages, not a page {page}")
         pg = pdf[page - 1]
         words = pg.get_text("words", sort=False)
-        rng = _match_words([w[4] for w in words], quote.split())
-        rects: list = []
-        if rng is not None:
-            lines: dict[tuple[int, int], pymupdf.Rect] = {}
-            for w in words[rng[0] : rng[1]]:
-                key = (int(w[5]), int(w[6]))
-                r = pymupdf.Rect(w[:4])
-                lines[key] = lines[key] | r if key in lines else r
-            rects = list(lines.values())
-            for r in rects:
-                annot = pg.add_highlight_annot(r)
-                annot.set_colors(stroke=HIGHLIGHT_RGB)
-                annot.update()
+        rects = _quote_rects(words, quote)
+        for r in rects:
+            annot = pg.add_highlight_annot(r)
+            annot.set_colors(stroke=HIGHLIGHT_RGB)
+            annot.update()
         matrix = pymupdf.Matrix(dpi / 72, dpi / 72)
         png = pg.get_pixmap(matrix=matrix, alpha=False).tobytes("png")
         closeup = None

@@ -47,10 +47,69 @@ def app_env() -> dict[str, str]:
     return {}
 
 
+class AppServer:
+    """The app in its own process (``streamlit run``, as a user starts it); ``restart`` stops it
+    and starts it again on the same port and data, as after a reboot."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+        self.tmp_path, self.env = tmp_path, env
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
+        self.log = (tmp_path / "streamlit.log").open("a")
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "streamlit_app.py"),
+                "--server.headless=true",
+                f"--server.port={self.port}",
+                "--server.address=127.0.0.1",
+                "--browser.gatherUsageStats=false",
+                "--server.fileWatcherType=none",
+            ],
+            cwd=ROOT,  # reads .streamlit/config.toml like a user running it from the project
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    "streamlit did not start:\n" + (self.tmp_path / "streamlit.log").read_text()[-3000:]
+                )
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(20)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 @pytest.fixture
-def app_url(tmp_path: Path, model_cache: Path, app_env: dict[str, str]) -> Iterator[str]:
+def app_server(tmp_path: Path, model_cache: Path, app_env: dict[str, str]) -> Iterator[AppServer]:
     _need_browser()
-    port = _free_port()
     env = {
         **os.environ,
         "LONGQA_HOME": str(tmp_path / "home"),
@@ -63,46 +122,18 @@ def app_url(tmp_path: Path, model_cache: Path, app_env: dict[str, str]) -> Itera
         "HF_HUB_OFFLINE": "1",
         **app_env,
     }
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "streamlit_app.py"),
-            "--server.headless=true",
-            f"--server.port={port}",
-            "--server.address=127.0.0.1",
-            "--browser.gatherUsageStats=false",
-            "--server.fileWatcherType=none",
-        ],
-        cwd=ROOT,  # reads .streamlit/config.toml like a user running it from the project
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = AppServer(tmp_path, env)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield url
+        server.start()
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()
+        server.log.close()
+
+
+@pytest.fixture
+def app_url(app_server: AppServer) -> str:
+    return app_server.url
 
 
 @pytest.fixture
@@ -124,6 +155,7 @@ def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
         "--disable-component-update",
         "--disable-sync",
         "--window-size=1440,2000",
+        "--autoplay-policy=no-user-gesture-required",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         opts.add_argument(flag)
@@ -154,10 +186,11 @@ def _button(driver, label: str):  # type: ignore[no-untyped-def]
     return found[0] if found and found[0].is_displayed() else None
 
 
-def test_ask_the_samples_and_see_a_verified_citation(app_url: str, browser) -> None:  # type: ignore[no-untyped-def]
+def test_ask_the_samples_and_see_a_verified_citation(app_server: AppServer, browser) -> None:  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
+    app_url = app_server.url
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.get(app_url)
     _wait(browser, "the empty-library button", lambda d: _button(d, "Load the sample documents"), 120).click()
@@ -220,6 +253,47 @@ def test_ask_the_samples_and_see_a_verified_citation(app_url: str, browser) -> N
     links[0].click()
     time.sleep(1.0)
     browser.save_screenshot(str(ARTIFACTS / "source-panel.png"))
+
+    # The document viewer (pdf.js): the cited page drawn with the cited words boxed, zoom buttons.
+    toggle = _wait(
+        browser,
+        "the viewer toggle",
+        lambda d: d.find_elements(By.XPATH, "//label[contains(., 'Open in the document viewer')]"),
+        60,
+    )[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", toggle)
+    toggle.click()
+    frame = _wait(
+        browser,
+        "the PDF viewer",
+        lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[title*='streamlit_pdf_viewer']"),
+        120,
+    )[0]
+    assert "Pages 1–" in answer.text and "the cited words are boxed on page 1" in answer.text, answer.text
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", frame)
+    browser.switch_to.frame(frame)
+    _wait(browser, "the page drawn", lambda d: d.find_elements(By.CSS_SELECTOR, "canvas"), 120)
+    boxes = _wait(
+        browser, "the cited words' box", lambda d: d.find_elements(By.CSS_SELECTOR, "[id^='annotation-']"), 60
+    )
+    assert boxes
+    browser.switch_to.default_content()
+    time.sleep(1.0)
+    browser.save_screenshot(str(ARTIFACTS / "viewer.png"))
+
+    # The chat is saved in the database and named in the address: after the app restarts, the
+    # same address shows it again.
+    address = browser.current_url
+    assert "chat=" in address, address
+    app_server.restart()
+    browser.get(address)
+    again = _wait(browser, "the reopened chat", answered, 240)
+    assert QUESTION in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")[0].text
+    assert f"{verified}/{total} citations verified" in again.text
+    assert any(
+        QUESTION in e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] label")
+    )
+    browser.save_screenshot(str(ARTIFACTS / "reopened.png"))
 
     # A second browser session at the same time shares the library (loaded once per process).
     first = browser.current_window_handle
@@ -322,3 +396,127 @@ def test_stop_an_answer_then_ask_again_and_see_an_ungrounded_answer_marked(app_u
     browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", answer)
     time.sleep(1.0)
     browser.save_screenshot(str(ARTIFACTS / "ungrounded.png"))
+
+
+def _srt(cues: list[tuple[float, float, str]]) -> str:
+    def ts(t: float) -> str:
+        return f"00:00:{int(t):02d},{int(t * 1000) % 1000:03d}"
+
+    return "\n".join(f"{i}\n{ts(a)} --> {ts(b)}\n{text}\n" for i, (a, b, text) in enumerate(cues, 1))
+
+
+def test_a_transcript_with_its_recording_plays_from_a_clicked_time(
+    app_server: AppServer, browser, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    if shutil.which("espeak-ng") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run this test: espeak-ng is missing (scripts/test.sh installs it)")
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "Welcome to the harbour tour.",
+        "The lighthouse of Vardo was repainted red in 1987.",
+        "The harbour guild paid for the paint.",
+        "Next we visit the fish market.",
+    ]
+    cues = [(i * 4.0, i * 4.0 + 3.5, text) for i, text in enumerate(lines)]
+    srt = tmp_path / "harbour-tour.srt"
+    srt.write_text(_srt(cues), encoding="utf-8")
+    wav = tmp_path / "recording.wav"  # a different name: found only because it is attached
+    subprocess.run(["espeak-ng", "-s", "110", "-w", str(wav), " ".join(lines)], check=True)
+
+    browser.get(app_server.url)
+    _wait(browser, "the Library tab", lambda d: _button(d, "Library"), 120).click()
+    path_box = _wait(
+        browser,
+        "the server path box",
+        lambda d: d.find_elements(By.CSS_SELECTOR, "input[aria-label*='Folder or file']"),
+        60,
+    )[0]
+    path_box.send_keys(str(srt))
+    path_box.send_keys("\n")
+    _wait(browser, "the ingest button", lambda d: _button(d, "Ingest from the server"), 30).click()
+    _wait(
+        browser,
+        "the transcript in the library",
+        lambda d: "1 ingested" in d.find_element(By.TAG_NAME, "body").text,
+        240,
+    )
+    _wait(
+        browser,
+        "the attach expander",
+        lambda d: d.find_elements(By.XPATH, "//summary[contains(., 'Attach a recording')]"),
+        60,
+    )[0].click()
+    upload = _wait(
+        browser,
+        "the recording uploader",
+        lambda d: d.find_elements(By.CSS_SELECTOR, "[class*='st-key-attach_file'] input[type='file']"),
+        60,
+    )[0]
+    upload.send_keys(str(wav))
+    _wait(
+        browser,
+        "the attach button",
+        lambda d: (
+            _button(d, "Attach") if _button(d, "Attach") and _button(d, "Attach").is_enabled() else None
+        ),
+        60,
+    ).click()
+    _wait(
+        browser,
+        "the recording attached",
+        lambda d: "Attached now: wav recording" in d.find_element(By.TAG_NAME, "body").text,
+        60,
+    )
+
+    _wait(browser, "the Ask tab", lambda d: _button(d, "Ask"), 60).click()
+    _wait(
+        browser,
+        "the chat input",
+        lambda d: d.find_elements(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']"),
+        120,
+    )
+    _ask(browser, "When was the lighthouse of Vardo repainted red?", "RAG")
+
+    def answered(d):  # type: ignore[no-untyped-def]
+        msgs = _chat(d)
+        return msgs[1] if len(msgs) >= 2 and "citations verified" in msgs[1].text else None
+
+    answer = _wait(browser, "the answer", answered, 600)
+    cue = _wait(
+        browser,
+        "the clickable time 00:04",
+        lambda d: [
+            b
+            for b in answer.find_elements(By.CSS_SELECTOR, "[class*='st-key-cue_'] button")
+            if "00:04" in b.text
+        ],
+        120,
+    )[0]
+    assert answer.find_elements(By.TAG_NAME, "audio"), answer.text
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", cue)
+    cue.click()
+    _wait(
+        browser,
+        "the player to follow the click",
+        lambda d: "Playing from 00:04" in d.find_element(By.TAG_NAME, "body").text,
+        60,
+    )
+    position = _wait(
+        browser,
+        "the recording playing from 4 s",
+        lambda d: [
+            t
+            for t in [
+                d.execute_script("const a = document.querySelector('audio'); return a ? a.currentTime : -1;")
+            ]
+            if t >= 4.0
+        ],
+        60,
+    )[0]
+    assert 4.0 <= position < 30.0
+    time.sleep(0.5)
+    browser.save_screenshot(str(ARTIFACTS / "transcript-play.png"))
