@@ -176,9 +176,10 @@ def best_window(text: str, words: dict[str, float], size: int) -> str:
     # Centre the matched region: begin a quarter window before the first hit.
     start = max(0, min(start - size // 4, len(text) - size))
     end = start + size
-    if start > 0:
-        cut = text.rfind(" ", 0, start)
-        start = cut + 1 if cut >= 0 and start - cut < 200 else start
+    if start > 0 and not text[start - 1].isspace():
+        # Begin at the next word (the window only shrinks, never passes ``size``).
+        cut = text.find(" ", start, start + 200)
+        start = cut + 1 if cut >= 0 else start
     if end < len(text):
         cut = text.rfind(" ", start, end)
         end = cut if cut > start else end

@@ -122,3 +122,48 @@ def test_longqa_calibrate_writes_the_profile_the_router_uses_and_resumes(
     # Rerun: nothing is asked again.
     again = calibrate()
     assert "0 answered, 6 already done" in again.stderr, again.stderr
+
+
+def test_cut_documents_keep_the_window_with_the_question_and_answer(tmp_path: Path) -> None:
+    from eval.calibrate import CHARS_PER_TOKEN, cut_items
+    from eval.datasets import EvalItem
+
+    filler = " ".join(f"Paragraph {i} talks about the weather in spring and rain." for i in range(3000))
+    needle = " The treasury reported total stockholders' equity of $2,576,340 as of March 31, 2024. "
+    doc = tmp_path / "report.txt"
+    doc.write_text(filler[: len(filler) // 2] + needle + filler[len(filler) // 2 :], encoding="utf-8")
+    pdf = tmp_path / "paper.pdf"
+    pdf.write_bytes(b"%PDF-1.4")
+    items = [
+        EvalItem(
+            "q1",
+            "What was the total stockholders' equity as of March 31, 2024?",
+            "$2,576,340.",
+            "location",
+            str(doc),
+        ),
+        EvalItem("q2", "What was the total stockholders' equity?", "$2,576,340", "location", str(doc)),
+        EvalItem("q3", "Anything?", "x", "location", str(pdf)),
+    ]
+    cut = cut_items(items, (1000, 2000))
+    assert [c.item_id for c in cut] == ["q1@1k", "q2@2k", "q3"]
+    for c, tokens in zip(cut[:2], (1000, 2000)):
+        assert c.doc == "" and "2,576,340" in c.context
+        assert tokens * CHARS_PER_TOKEN - 200 <= len(c.context) <= tokens * CHARS_PER_TOKEN
+        assert c.extra == {"cut_from": "report.txt", "cut_tokens": tokens}
+        assert not c.context.startswith(" ") and c.context.split()[0] in filler + needle
+    assert cut[2] == items[2]  # not a text file: whole
+    assert cut_items(items, ()) == items
+    short = cut_items(items[:1], (100_000,))
+    assert short == items[:1]  # already shorter than the length asked
+
+
+def test_calibrate_lengths_option_is_checked() -> None:
+    import typer
+
+    from eval.calibrate_cli import parse_lengths
+
+    assert parse_lengths("4000, 8k,") == (4000, 8000)
+    assert parse_lengths(None) == ()
+    with pytest.raises((typer.Exit, SystemExit)):
+        parse_lengths("4000,lots")

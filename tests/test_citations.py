@@ -200,3 +200,25 @@ def test_every_citation_carries_a_verdict_and_reason_in_json() -> None:
     out = citation_json(c)
     assert out["verified"] is False and out["verdict"] == "contradicted"
     assert "negat" in out["reason"] and out["claim"].startswith("Almost 5000")
+
+
+def test_names_exchanged_in_a_restated_sentence_are_contradicted() -> None:
+    from app.answering.verify import check
+
+    passage = (
+        "Poor boy! And Celso,” said Hartman, “and his wild brother, Brando; there they go! "
+        "Suddenly Luna, deserted in the central aisle, began to whimper."
+    )
+    swapped = check("And Hartman,” said Celso, “and his wild brother, Brando; there they go!", passage)
+    assert swapped.verdict == "contradicted" and "another order" in swapped.reason
+    replaced = check("Suddenly Celso, deserted in the central aisle, began to whimper.", passage)
+    assert replaced.verdict == "contradicted" and "'luna' where the claim has 'celso'" in replaced.reason
+    assert (
+        check("Suddenly Luna, deserted in the central aisle, began to whimper.", passage).verdict
+        == "verified"
+    )
+    # A restatement that names someone the sentence calls "him" is not a substitution.
+    from app.answering.verify import _substituted
+
+    core = "He left the house at dawn, and Hartman followed him to the harbour."
+    assert _substituted("Hartman followed Celso to the harbour.", core, ["hartman", "celso"]) == ""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Literal
 
 from pipeline.textspan import STOPWORDS, sentence_spans
@@ -449,7 +450,7 @@ def check(claim: str, passage: str, question: str = "") -> Check:
             return Check(
                 "contradicted", f"'{n}' is in the passage, but not where it says what the claim says", share
             )
-    swapped = _swapped(claim, core, names)
+    swapped = _swapped(claim, core, names) or _substituted(claim, core, names)
     if swapped:
         return Check("contradicted", f"who did what differs: {swapped}", share)
     return Check(
@@ -508,6 +509,42 @@ def _swapped(claim: str, core: str, names: Sequence[str]) -> str:
             rc, rp = _roles(c_tok, a, b, verbs), _roles(p_tok, a, b, verbs)
             if rc and rp and rc[1] & rp[1] and rc[0] != rp[0]:
                 return f"'{a}' and '{b}' are the other way round around '{sorted(rc[1] & rp[1])[0]}'"
+    return ""
+
+
+# A claim whose words follow the passage's sentence this closely is a restatement of it, so a
+# name put in another name's place there changes who did what.
+NEAR_COPY = 0.6
+
+
+def _substituted(claim: str, core: str, names: Sequence[str]) -> str:
+    """The claim restates the passage's sentence (most of its words, in order) but with one of
+    its names where the sentence has another name ("Suddenly Morlock, deserted in the aisle"
+    against "Suddenly Luna, deserted in the aisle"; two names exchanged)."""
+    c_tok, p_tok = _tokens(claim), _tokens(core)
+    if len(c_tok) < 4:
+        return ""
+    sm = SequenceMatcher(None, c_tok, p_tok, autojunk=False)
+    if sum(b.size for b in sm.get_matching_blocks()) < NEAR_COPY * len(c_tok):
+        return ""
+    c_names = {_stem(n) for n in names if n not in MONTHS}
+    p_names = {_stem(n) for n in _names(core) if n not in MONTHS}
+    said: list[str] = []
+    there: list[str] = []
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        if op != "equal":
+            said += [t for t in c_tok[i1:i2] if t in c_names]
+            there += [t for t in p_tok[j1:j2] if t in p_names]
+    said_only = [t for t in said if t not in there]
+    there_only = [t for t in there if t not in said]
+    if said_only and there_only:
+        return f"the passage has '{there_only[0]}' where the claim has '{said_only[0]}'"
+    shared = [t for t in dict.fromkeys(c_tok) if t in c_names and t in p_names]
+    if len(shared) >= 2:
+        order_c = sorted(shared, key=c_tok.index)
+        order_p = sorted(shared, key=p_tok.index)
+        if order_c != order_p:
+            return f"the claim names {', '.join(order_c)} in another order than the passage ({', '.join(order_p)})"
     return ""
 
 
