@@ -23,7 +23,7 @@ from app.settings import Settings
 from app.ui import sources as src
 from app.ui.asking import AskJob, reading_label
 from app.ui.chat_json import chat_markdown, turn_from_json, turn_json
-from app.ui.errors import Problem, explain
+from app.ui.errors import Problem, explain, plain_failure
 from app.ui.library import (
     MEDIA_SUFFIXES,
     UPLOAD_TYPES,
@@ -139,6 +139,13 @@ def model_widgets(defaults: UIOptions) -> tuple[str, str]:
         if state["opt_model_local"] not in names:
             state["opt_model_local"] = defaults.model if defaults.model in names else names[0]
         model = st.selectbox("Model", names, key="opt_model_local", help="Models shipped as PyPI packages.")
+        spec = load_catalog().generators[model]
+        if "for tests" in spec.description:
+            st.warning(
+                f"{src.md_text(model)} is a tiny model for tests: its answers are often wrong. "
+                "Pick another model for real questions.",
+                icon=":material/science:",
+            )
         st.caption(engine_caption(Settings(), model))
     else:
         st.text_input("Server URL", key="opt_base_url", help="e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama…)")
@@ -820,10 +827,21 @@ def compare_tab(lib: Library, lib_key: str, base: Settings) -> None:
             show_problem(explain(exc, settings))
             return
         results = []
-        for mode in ("rag", "lc"):
-            with st.spinner(f"Answering with {MODE_LABELS[mode]}…"):
-                results.append(lib.ask(view, question, mode, scope))
+        live = st.columns(2)
+        for col, mode in zip(live, ("rag", "lc")):
+            # One side after the other (one engine), each streamed with its Stop button.
+            with col:
+                st.subheader(MODE_LABELS[mode])
+                job = AskJob(lib, view, question, mode, scope).start()
+                try:
+                    follow(job, f"cmp_stop_{mode}")
+                finally:
+                    if not job.finished:
+                        job.stop()
+                turn = job.record([])
+                results.append(turn.outcome)
         st.session_state["comparison"] = (question, results)
+        st.rerun()  # show the finished comparison in place of the live columns
     elif go:
         st.warning("Type a question first.")
     if "comparison" not in st.session_state:
@@ -842,7 +860,7 @@ def compare_tab(lib: Library, lib_key: str, base: Settings) -> None:
                 "citations verified": f"{sum(c.verified for c in a.citations)}/{len(a.citations)}"
                 if a
                 else "–",
-                "status": "answered" if a else "failed",
+                "status": "answered" if a else "stopped" if out.stopped else "failed",
             }
         )
     st.dataframe(table, hide_index=True)
@@ -875,8 +893,7 @@ def run_ingest(lib: Library, base: Settings, paths: list[Path]) -> None:
     bar = st.progress(0.0, text="Starting…")
 
     def on_progress(step: IngestStep) -> None:
-        name = Path(step.path).name if step.path else "done"
-        bar.progress(min(1.0, step.fraction), text=f"{step.done}/{step.total} files · {src.md_text(name)}")
+        bar.progress(step.fraction, text=src.md_text(step.label()))
 
     t0 = time.perf_counter()
     try:
@@ -939,9 +956,14 @@ def library_tab(lib: Library, base: Settings, safe: bool = False) -> None:
     if report is not None:
         (st.success if not report.failed else st.warning)(f"Last ingest: {report.summary()}")
         for path, why in report.failed:
-            st.error(f"**{src.md_text(Path(path).name)}**: {src.md_text(why)}", icon=":material/error:")
+            st.error(
+                f"**{src.md_text(Path(path).name)}**: {src.md_text(plain_failure(str(path), why))}",
+                icon=":material/error:",
+            )
         for path, warning in report.warnings:
-            st.warning(f"**{src.md_text(Path(path).name)}**: {src.md_text(warning)}")
+            st.warning(
+                f"**{src.md_text(Path(path).name)}**: {src.md_text(plain_failure(str(path), warning))}"
+            )
 
     st.subheader("Library")
     rows = lib.rows()
@@ -963,6 +985,12 @@ def library_tab(lib: Library, base: Settings, safe: bool = False) -> None:
             for r in rows
         ],
         hide_index=True,
+        width="stretch",
+        column_config={
+            "name": st.column_config.TextColumn("name", width="large"),
+            "warnings": st.column_config.TextColumn("warnings", width="large"),
+            "id": st.column_config.TextColumn("id", width="small"),
+        },
     )
     names = {r.doc_id: f"{r.name} ({r.doc_id[:8]})" for r in rows}
     collections_block(lib, names)

@@ -296,3 +296,28 @@ def test_recheck_reasons_in_plain_words_and_the_reading_estimate() -> None:
     assert p.fraction == pytest.approx(0.5) and p.left_s == pytest.approx(20.0, abs=0.5)
     late = PrefillState(tokens=100, tokens_per_s=100.0, started=time.monotonic() - 5)
     assert "taking longer than the 1 s expected" in reading_label(late) and late.fraction == 0.99
+
+
+def test_ingest_progress_says_which_file_which_stage_and_how_far() -> None:
+    from app.ui.library import IngestStep
+
+    step = IngestStep("/data/report.pdf", 1, 4, "embed", pages=12, chunks=80, part=0.5)
+    assert step.fraction == pytest.approx(1.5 / 4)
+    assert (
+        step.label() == "1/4 files · report.pdf: embedding its passages, 50% · 12 pages, 80 passages so far"
+    )
+    assert IngestStep("/data/a.txt", 0, 2, "load").label() == "0/2 files · a.txt: reading"
+    assert IngestStep("", 2, 2, "finished", 3, 9).fraction == 1.0
+
+
+def test_ingest_failures_are_shown_without_server_paths_or_exception_names() -> None:
+    from app.ui.errors import plain_failure
+
+    why = (
+        "cannot read '/srv/longqa/uploads/broken.pdf': not a readable PDF (FileDataError); "
+        "check that the file is not corrupt"
+    )
+    assert plain_failure("/srv/longqa/uploads/broken.pdf", why) == (
+        "cannot read 'broken.pdf': not a readable PDF; check that the file is not corrupt"
+    )
+    assert plain_failure("/x/a.txt", "the file is empty (pymupdf.EmptyFileError)") == "the file is empty"

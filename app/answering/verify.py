@@ -544,7 +544,8 @@ def _substituted(claim: str, core: str, names: Sequence[str]) -> str:
         order_c = sorted(shared, key=c_tok.index)
         order_p = sorted(shared, key=p_tok.index)
         if order_c != order_p:
-            return f"the claim names {', '.join(order_c)} in another order than the passage ({', '.join(order_p)})"
+            said_order, there_order = ", ".join(order_c), ", ".join(order_p)
+            return f"the claim names {said_order} in another order than the passage ({there_order})"
     return ""
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -85,3 +87,16 @@ def explain(exc: BaseException, settings: Settings | None = None) -> Problem:
         f"Unexpected error: {type(exc).__name__}: {_sentence(str(exc))}",
         "The details are in the server log; please report them.",
     )
+
+
+_EXC_NAME = re.compile(r"\s*\((?:[A-Za-z_.]*?)(?:Error|Exception|Warning)\)")
+
+
+def plain_failure(path: str, why: str) -> str:
+    """An ingest failure for a person using the app: the file by its name (not the server's
+    path to it) and no internal exception names ("not a readable PDF (FileDataError)")."""
+    p = Path(path)
+    text = why.replace(str(p), p.name)
+    if str(p.parent) not in ("", "."):
+        text = text.replace(str(p.parent) + "/", "")
+    return _EXC_NAME.sub("", text).strip()

@@ -156,10 +156,30 @@ class IngestStep:
     done: int
     total: int
     stage: str
+    pages: int = 0  # pages and passages of the files finished so far
+    chunks: int = 0
+    part: float | None = None  # how far the current file's chunking or embedding is (0..1)
 
     @property
     def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
+        if not self.total:
+            return 1.0
+        return min(1.0, (self.done + (self.part or 0.0) * (self.stage in ("chunk", "embed"))) / self.total)
+
+    def label(self) -> str:
+        """'2/5 files · report.pdf: embedding its passages, 40% · 48 pages, 310 passages so far'."""
+        name = Path(self.path).name if self.path else ""
+        doing = {"load": "reading", "chunk": "cutting into passages", "embed": "embedding its passages"}
+        head = f"{self.done}/{self.total} files"
+        if name and self.stage in doing:
+            head += f" · {name}: {doing[self.stage]}"
+            if self.part is not None and self.stage in ("chunk", "embed"):
+                head += f", {self.part:.0%}"
+        elif self.stage == "finished":
+            head = f"{self.total}/{self.total} files"
+        if self.pages or self.chunks:
+            head += f" · {self.pages:,} pages, {self.chunks:,} passages so far"
+        return head
 
 
 @dataclass(frozen=True)
@@ -198,7 +218,17 @@ def _progress_adapter(cb: Callable[[IngestStep], None]) -> Callable[..., None]:
     def progress(*args: Any) -> None:
         if len(args) == 1:
             ev = args[0]
-            cb(IngestStep(ev.path, ev.files_done, ev.files_total, getattr(ev, "stage", "")))
+            cb(
+                IngestStep(
+                    ev.path,
+                    ev.files_done,
+                    ev.files_total,
+                    getattr(ev, "stage", ""),
+                    getattr(ev, "pages", 0),
+                    getattr(ev, "chunks", 0),
+                    getattr(ev, "part", None),
+                )
+            )
         else:
             path, done, total = args[:3]
             cb(IngestStep(str(path), int(done), int(total), ""))
