@@ -177,7 +177,11 @@ class QAService:
         *,
         prune: bool = False,
     ) -> IngestReport:
-        # No index to update: readers bring their caches up to the store's generation.
+        # No index to update: readers bring their caches up to the store's generation. A new
+        # library gets its (empty) cache file now, so the first search after this ingest finds it
+        # and catches up quietly instead of reporting it "missing".
+        if not self.uses_pgvector and self.store.counts()[1] == 0:
+            _ = self.cache
         return self.ingestor().ingest(paths, progress, prune=prune)
 
     def documents(self) -> list[DocInfo]:

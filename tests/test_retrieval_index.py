@@ -109,3 +109,15 @@ def test_gpu_search_matches_faiss_on_the_cpu() -> None:
         assert [i for i, _ in gpu.search(q, 10)] == [i for i, _ in index.search(q, 10)]
         allowed = list(range(0, 5000, 7))
         assert [i for i, _ in gpu.search(q, 5, allowed)] == [i for i, _ in index.search(q, 5, allowed)]
+
+
+def test_a_new_library_does_not_call_its_cache_missing(service, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    note = tmp_path / "kestrels.txt"
+    note.write_text("Kestrels hover over open fields before they dive onto voles.\n" * 5, encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        service.ingest([note])
+        hits = service.retrieve("What do kestrels hunt?")
+    assert hits and "voles" in hits[0].chunk.text
+    assert "was missing" not in caplog.text and service.settings.index_path.is_file()
