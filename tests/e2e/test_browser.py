@@ -290,8 +290,15 @@ def test_ask_the_samples_and_see_a_verified_citation(app_server: AppServer, brow
     again = _wait(browser, "the reopened chat", answered, 240)
     assert QUESTION in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")[0].text
     assert f"{verified}/{total} citations verified" in again.text
-    assert any(
-        QUESTION in e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] label")
+    _wait(
+        browser,
+        "the chat in the sidebar's list",
+        lambda d: [
+            e
+            for e in d.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] label")
+            if QUESTION in e.text
+        ],
+        60,
     )
     browser.save_screenshot(str(ARTIFACTS / "reopened.png"))
 
@@ -398,6 +405,17 @@ def test_stop_an_answer_then_ask_again_and_see_an_ungrounded_answer_marked(app_u
     browser.save_screenshot(str(ARTIFACTS / "ungrounded.png"))
 
 
+def _enabled(element):  # type: ignore[no-untyped-def]
+    return element if element is not None and element.is_enabled() else None
+
+
+def _tab(driver, label: str):  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.XPATH, f"//*[@role='tab'][normalize-space(.)='{label}']")
+    return found[0] if found and found[0].is_displayed() else None
+
+
 def _srt(cues: list[tuple[float, float, str]]) -> str:
     def ts(t: float) -> str:
         return f"00:00:{int(t):02d},{int(t * 1000) % 1000:03d}"
@@ -428,7 +446,7 @@ def test_a_transcript_with_its_recording_plays_from_a_clicked_time(
     subprocess.run(["espeak-ng", "-s", "110", "-w", str(wav), " ".join(lines)], check=True)
 
     browser.get(app_server.url)
-    _wait(browser, "the Library tab", lambda d: _button(d, "Library"), 120).click()
+    _wait(browser, "the Library tab", lambda d: _tab(d, "Library"), 120).click()
     path_box = _wait(
         browser,
         "the server path box",
@@ -437,7 +455,7 @@ def test_a_transcript_with_its_recording_plays_from_a_clicked_time(
     )[0]
     path_box.send_keys(str(srt))
     path_box.send_keys("\n")
-    _wait(browser, "the ingest button", lambda d: _button(d, "Ingest from the server"), 30).click()
+    _wait(browser, "the ingest button", lambda d: _enabled(_button(d, "Ingest from the server")), 60).click()
     _wait(
         browser,
         "the transcript in the library",
@@ -472,7 +490,7 @@ def test_a_transcript_with_its_recording_plays_from_a_clicked_time(
         60,
     )
 
-    _wait(browser, "the Ask tab", lambda d: _button(d, "Ask"), 60).click()
+    _wait(browser, "the Ask tab", lambda d: _tab(d, "Ask"), 60).click()
     _wait(
         browser,
         "the chat input",
