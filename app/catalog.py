@@ -254,3 +254,10 @@ def resolve_asr(spec: ASRSpec, cache_dir: Path) -> Path:
         shutil.rmtree(target_dir)
     os.replace(tmp_dir, target_dir)
     return target_dir
+
+
+def catalog_params_b(name: str) -> float | None:
+    """A catalog generator's size in billions of parameters (None: not in the catalog, or not
+    given), which picks the router's class prior for a model LaRA did not measure."""
+    spec = load_catalog().generators.get(name)
+    return spec.params_b if spec is not None and spec.params_b > 0 else None

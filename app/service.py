@@ -14,6 +14,7 @@ from pathlib import Path
 
 from app.answering.modes import ModeResult, answer_lc, answer_rag
 from app.answering.prompts import lc_messages
+from app.catalog import catalog_params_b
 from app.factories import build_asr, build_embedder, build_generator, engine_label
 from app.ingest import Ingestor, IngestReport, Progress, ingestor_from_settings, reconcile
 from app.llm import control
@@ -261,7 +262,10 @@ class QAService:
         """The generator's profile the router uses: ``<data_dir>/router_profile.json`` when
         ``longqa calibrate`` wrote one for this model, else the published measurements or the
         class prior (``profile.source`` and ``profile.measured_at`` say which)."""
-        return model_profile(self.generator.name, calibrated=Path(self.settings.data_dir) / CALIBRATED_FILE)
+        name = self.generator.name
+        return model_profile(
+            name, catalog_params_b(name), calibrated=Path(self.settings.data_dir) / CALIBRATED_FILE
+        )
 
     def decide(
         self,

@@ -4,6 +4,7 @@ uncertainty an unmeasured model carries, and a calibrated profile file winning f
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,23 @@ def test_profile_caption_says_where_the_profile_came_from() -> None:
     assert caption.startswith(
         "Router profile: not measured for this model; the class prior (unknown, 13 models"
     )
+
+
+def test_catalog_models_get_their_size_class_and_a_calibrated_profile_keeps_it(tmp_path: Path) -> None:
+    from app.catalog import catalog_params_b
+
+    assert catalog_params_b("qwen2.5-coder-1.5b") == 1.5
+    assert catalog_params_b("not-in-the-catalog") is None
+    prior = model_profile("qwen2.5-coder-1.5b", catalog_params_b("qwen2.5-coder-1.5b"))
+    assert prior.params_b == 1.5 and "small" in prior.source
+    # A profile written without a size (older longqa calibrate) takes the catalog's.
+    path = tmp_path / "router_profile.json"
+    save_calibrated(
+        path,
+        ModelProfile(
+            "qwen2.5-coder-1.5b", None, None, (LengthPoint(4_000, 0.03, 0.05, 5),), "calibrated", "t"
+        ),
+        {},
+    )
+    got = model_profile("qwen2.5-coder-1.5b", 1.5, calibrated=path)
+    assert got.source == "calibrated" and got.params_b == 1.5

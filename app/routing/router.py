@@ -249,7 +249,7 @@ def model_profile(
     if calibrated is not None and Path(calibrated).is_file():
         cal = _calibrated(str(calibrated), Path(calibrated).stat().st_mtime)
         if cal is not None and cal.name == name:
-            return cal
+            return cal if cal.params_b is not None else replace(cal, params_b=params_b)
     known = _profiles().get(name) or _profiles().get(Path(name).stem.lower())
     if known:
         p = ModelProfile.from_json(name, known)
