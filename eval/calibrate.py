@@ -90,9 +90,13 @@ def calibrated_profile(
     ms: Sequence[Measurement],
     prior: ModelProfile | None,
     measured_at: str,
+    pooled: ModelProfile | None = None,
 ) -> ModelProfile:
     """The model's profile from its measurements, each length point shrunk toward the prior at
-    that length (no prior: the raw measurement with its standard error)."""
+    that length (no prior: the raw measurement with its standard error). The prior's spread is
+    at least ``pooled``'s (the spread over every model LaRA measured): a class of three models
+    that happen to agree says little about a model outside them, so it must not outweigh the
+    model's own answers."""
     by_len: dict[int, list[Measurement]] = {}
     for m in ms:
         by_len.setdefault(m.tokens, []).append(m)
@@ -104,6 +108,8 @@ def calibrated_profile(
         if prior is not None and prior.points:
             mu0 = prior.advantage_at(length)
             tau = prior.sd_at(length)
+            if pooled is not None and pooled.points:
+                tau = max(tau, pooled.sd_at(length))
             mean, sd = shrink(adv, se, mu0 if mu0 is not None else 0.0, tau)
         else:
             mean, sd = adv, se
