@@ -315,13 +315,3 @@ def test_longqa_eval_longbench_json(tmp_path: Path, model_cache: Path) -> None:
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| Single-Document QA |" in report and "| Long In-context Learning |" in report
     assert "| <8k |" in report and (out / "accuracy_by_length.png").is_file()
-
-
-def test_long_context_prompt_asks_for_the_letters_last_for_multiple_choice() -> None:
-    from app.answering.prompts import lc_messages, multiple_choice_question
-
-    mc = multiple_choice_question("When was Velmora founded?", [("A", "1588"), ("B", "1642")])
-    last = lc_messages(mc, [("Velmora", "Velmora was founded in 1642.")])[-1].content.splitlines()[-1]
-    assert last.startswith("Reply 'Answer:' with the letter(s)")
-    plain = lc_messages("When was Velmora founded?", [("Velmora", "Velmora was founded in 1642.")])
-    assert plain[-1].content.splitlines()[-1].startswith("Answer, then 'Evidence:'")

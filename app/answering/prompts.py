@@ -81,13 +81,7 @@ def documents_block(documents: Sequence[tuple[str, str]]) -> str:
 def lc_messages(question: str, documents: Sequence[tuple[str, str]]) -> list[Message]:
     """``documents`` are (title, full text) pairs; the question comes last, after the prefix."""
     prefix = documents_block(documents) + "\n\n"
-    if MC_INSTRUCTION in question:
-        # Multiple choice: the last words ask for the letters, as the question's instruction does
-        # (the open-answer cue here made small models answer in prose and drop the letter).
-        cue = "Reply 'Answer:' with the letter(s), then 'Evidence:' and a sentence copied from the document:"
-    else:
-        cue = "Answer, then 'Evidence:' and a sentence copied from the document:"
-    user = f"{prefix}Question: {question}\n{cue}"
+    user = f"{prefix}Question: {question}\nAnswer, then 'Evidence:' and a sentence copied from the document:"
     return [Message("system", LC_SYSTEM), Message("user", user, prefix_chars=len(prefix))]
 
 
