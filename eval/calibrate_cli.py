@@ -145,7 +145,9 @@ def calibrate(
         )
     prior = class_prior(params_b)
     measured_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    profile = calibrated_profile(name, params_b, measurements(ps), prior, measured_at, pooled=class_prior(None))
+    profile = calibrated_profile(
+        name, params_b, measurements(ps), prior, measured_at, pooled=class_prior(None)
+    )
     target = home / CALIBRATED_FILE
     save_calibrated(
         target,
