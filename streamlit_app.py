@@ -117,10 +117,12 @@ def engine_caption(settings: Settings, model: str) -> str:
 
 def router_profile_caption(model: str) -> str:
     """Which model profile the router uses (a calibrated one in the data dir wins), and its date."""
+    from app.catalog import catalog_params_b
     from app.routing.profiles import CALIBRATED_FILE, profile_caption
     from app.routing.router import model_profile
 
-    return profile_caption(model_profile(model, calibrated=Path(Settings().data_dir) / CALIBRATED_FILE))
+    calibrated = Path(Settings().data_dir) / CALIBRATED_FILE
+    return profile_caption(model_profile(model, catalog_params_b(model), calibrated=calibrated))
 
 
 def doc_names(rows: Sequence[DocRow]) -> dict[str, str]:

@@ -66,6 +66,10 @@ def test_ask_shows_answer_mode_reason_usage_and_linked_sources(app_env: Path) ->
     shown = texts(at)
     assert ":blue-badge[RAG]" in shown
     assert any(t.startswith("Forced: RAG mode was requested") for t in shown)
+    # The sidebar names the router's profile: the catalog gives the model's size, hence its class.
+    assert any("the class prior (small" in c.value for c in at.sidebar.caption), [
+        c.value for c in at.sidebar.caption
+    ]
     usage = next(t for t in shown if "completion tokens" in t)
     assert "prompt +" in usage and "smollm2-135m" in usage and " s · " in usage
     anchors = [t for t in shown if t.startswith('<div id="src-0-')]
