@@ -181,7 +181,8 @@ class QAService:
         # No index to update: readers bring their caches up to the store's generation. A new
         # library gets its (empty) cache file now, so the first search after this ingest finds it
         # and catches up quietly instead of reporting it "missing".
-        if not self.uses_pgvector and self.store.counts()[1] == 0:
+        # (The file check first: the count scans the chunks, and is needed only for a new library.)
+        if not self.uses_pgvector and not self.settings.index_path.exists() and self.store.counts()[1] == 0:
             _ = self.cache
         return self.ingestor().ingest(paths, progress, prune=prune)
 

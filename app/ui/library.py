@@ -313,9 +313,8 @@ class Library:
         """Delete documents (one store transaction under the write lock). With ``files_under``,
         also remove their files that lie inside that folder (the app's uploads and attached
         recordings); files anywhere else on the server are never touched."""
-        paths = {
-            d.doc_id: d.source_path for d in self.service.store.list_documents() if d.doc_id in set(doc_ids)
-        }
+        wanted = set(doc_ids)
+        paths = {d.doc_id: d.source_path for d in self.service.store.list_documents() if d.doc_id in wanted}
         with self.lock.write():
             n = self.service.delete(list(doc_ids))
         removed: list[Path] = []
