@@ -36,7 +36,10 @@ class CellMetrics:
     errors: int
     accuracy: float | None  # % judged correct (deterministic judge)
     llm_accuracy: float | None  # % judged correct by the LLM judge, when it ran
-    citation_verified: float | None  # % of citations verified
+    citation_verified: float | None  # % of the shown citations verified
+    citations: int  # shown citations
+    answers_with_citation: float | None  # % of answers showing at least one citation
+    citation_verified_first: float | None  # % verified before the re-check (rows that recorded it)
     answers_with_verified: float | None  # % of answers with at least one verified citation
     retrieval_recall: float | None  # % of locatable gold evidence in the retrieved passages
     recall_n: int
@@ -114,6 +117,7 @@ def cell_metrics(mode: str, task: str, rows: Sequence[ResultRow]) -> CellMetrics
     judged = [r for r in ok if r.correct is not None]
     llm = [r for r in ok if r.llm_correct is not None]
     cites = sum(r.citations for r in ok)
+    first = [r for r in ok if r.first_citations is not None]
     rec = [r for r in ok if r.retrieval_hit is not None]
     secs = [r.seconds for r in ok]
     return CellMetrics(
@@ -124,6 +128,11 @@ def cell_metrics(mode: str, task: str, rows: Sequence[ResultRow]) -> CellMetrics
         accuracy=_pct(sum(bool(r.correct) for r in judged), len(judged)),
         llm_accuracy=_pct(sum(bool(r.llm_correct) for r in llm), len(llm)),
         citation_verified=_pct(sum(r.verified for r in ok), cites),
+        citations=cites,
+        answers_with_citation=_pct(sum(r.citations > 0 for r in ok), len(ok)),
+        citation_verified_first=_pct(
+            sum(r.first_verified or 0 for r in first), sum(r.first_citations or 0 for r in first)
+        ),
         answers_with_verified=_pct(sum(r.verified > 0 for r in ok), len(ok)),
         retrieval_recall=_pct(sum(bool(r.retrieval_hit) for r in rec), len(rec)),
         recall_n=len(rec),

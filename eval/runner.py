@@ -52,6 +52,10 @@ class ResultRow:
     rechecked: bool = False  # a shown citation failed its check and the model answered once more
     citations: int = 0
     verified: int = 0
+    # The same two counts for the answer before its re-check (equal to the above when there was
+    # none; None in results written before they were recorded).
+    first_citations: int | None = None
+    first_verified: int | None = None
     retrieval_hit: bool | None = None  # None: the gold evidence could not be located
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -299,6 +303,7 @@ def run_eval(
             row = _error_rows(it, [mode], f"{type(exc).__name__}: {exc}", "backend")[0]
         else:
             chosen, v, lv = judge_answer(it, ans.text, det, llm_judge)
+            first = ans.first_draft or ans
             row = ResultRow(
                 item_id=it.item_id,
                 mode_requested=mode,
@@ -319,6 +324,8 @@ def run_eval(
                 rechecked=ans.first_draft is not None,
                 citations=len(ans.citations),
                 verified=sum(c.verified for c in ans.citations),
+                first_citations=len(first.citations),
+                first_verified=sum(c.verified for c in first.citations),
                 retrieval_hit=recall.get(it.item_id),
                 prompt_tokens=ans.usage.prompt_tokens,
                 completion_tokens=ans.usage.completion_tokens,

@@ -79,6 +79,9 @@ def test_runner_records_errors_resumes_and_reports(tmp_path: Path, service) -> N
     good = rows[("set:1", "rag")]
     assert good.ok and good.answer and good.correct is not None and good.prompt_tokens > 0
     assert good.retrieval_hit is True  # "Sullivan's Island" is in the retrieved passages
+    assert good.first_citations is not None and good.first_verified is not None
+    if not good.rechecked:  # no re-check: the first try is what was shown
+        assert (good.first_citations, good.first_verified) == (good.citations, good.verified)
     auto = rows[("set:1", "auto")]
     assert auto.mode in ("rag", "lc") and auto.route_reason and "p_lc_better" in auto.route_features
     assert seen[-1][0] == seen[-1][1] == 10
@@ -102,6 +105,26 @@ def test_runner_records_errors_resumes_and_reports(tmp_path: Path, service) -> N
     ):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert "data:image/png;base64" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_citation_figures_first_try_and_final(tmp_path: Path) -> None:
+    """The share of shown citations verified, before and after the re-check; rows from before the
+    first-try counts were recorded count in the final figure only."""
+    from eval.runner import ResultRow
+
+    def row(qid: str, shown: int, ok: int, first: tuple[int, int] | None) -> ResultRow:
+        fc, fv = first if first else (None, None)
+        return ResultRow(qid, "rag", "location", answer="x", citations=shown, verified=ok,
+                         first_citations=fc, first_verified=fv)  # fmt: skip
+
+    rows = [row("a", 2, 2, (2, 1)), row("b", 1, 0, (1, 0)), row("c", 0, 0, (0, 0))]
+    rows.append(row("d", 1, 1, None))  # written before the first-try counts were recorded
+    cell = compute(rows).cell("rag")
+    assert cell is not None and cell.citations == 4
+    assert cell.citation_verified == 75.0 and cell.citation_verified_first == round(100 / 3, 2)
+    assert cell.answers_with_citation == 75.0 and cell.answers_with_verified == 50.0
+    text = write_report(compute(rows), rows, tmp_path).read_text()
+    assert "| 75.0% (33.3%) of 4 | 75% / 50% |" in text
 
 
 @pytest.fixture
