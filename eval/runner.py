@@ -22,6 +22,7 @@ from eval.choices import extract_letters, score
 from eval.datasets import EvalItem
 from eval.evidence import SentenceIndex, locate_evidence, retrieval_hit
 from eval.judge import DeterministicJudge, Judge, Verdict
+from pipeline.loaders.common import content_hash
 from pipeline.types import Mode
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,9 @@ def resolve_documents(svc, items: Sequence[EvalItem]) -> tuple[dict[str, str], d
         p = Path(it.doc)
         if p.is_file():
             doc_id = by_path.get(str(p.resolve()))
+            if doc_id is None:  # the same bytes came in before from another path (a copy, a move)
+                same = svc.store.find_by_hash(content_hash(p.read_bytes()))
+                doc_id = same.doc_id if same is not None else None
             if doc_id is None:
                 failed[it.doc] = f"document '{it.doc}' was not ingested"
             else:

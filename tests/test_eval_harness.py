@@ -107,6 +107,22 @@ def test_runner_records_errors_resumes_and_reports(tmp_path: Path, service) -> N
     assert "data:image/png;base64" in (tmp_path / "out" / "report.html").read_text()
 
 
+def test_a_copy_of_an_ingested_document_resolves_to_it(tmp_path: Path, service) -> None:  # type: ignore[no-untyped-def]
+    """An eval set moved or copied elsewhere names the same bytes at a new path: ingest keeps the
+    first copy (same content), and the items must still find it, not fail as 'not ingested'."""
+    from eval.runner import resolve_documents
+
+    (tmp_path / "a").mkdir()
+    resolve_documents(service, load_jsonl(write_dataset(tmp_path / "a")))
+    (tmp_path / "b").mkdir()
+    moved = write_dataset(tmp_path / "b")
+    ids, failed = resolve_documents(service, load_jsonl(moved))
+    doc = str((tmp_path / "b" / "gold-bug.txt").resolve())
+    assert doc not in failed, failed
+    assert ids[doc] == next(iter({d.doc_id for d in service.documents()}))
+    assert list(failed) == ["missing.txt"]
+
+
 def test_citation_figures_first_try_and_final(tmp_path: Path) -> None:
     """The share of shown citations verified, before and after the re-check; rows from before the
     first-try counts were recorded count in the final figure only."""
