@@ -83,23 +83,30 @@ class ChatStore:
 
     def list(self, owner: str = "") -> list[ChatInfo]:
         """The owner's chats, the most recently used first."""
-        n_turns = (
-            select(ChatTurnRow.chat_id, func.count().label("n")).group_by(ChatTurnRow.chat_id).subquery()
-        )
+        return self._infos(owner)
+
+    def get(self, chat_id: str, owner: str = "") -> ChatInfo:
+        found = self._infos(owner, chat_id)
+        if not found:
+            raise ChatNotFound(chat_id)
+        return found[0]
+
+    def _infos(self, owner: str, chat_id: str | None = None) -> list[ChatInfo]:
+        """The owner's chats with their turn counts (only ``chat_id`` when given)."""
+        counts = select(ChatTurnRow.chat_id, func.count().label("n")).group_by(ChatTurnRow.chat_id)
+        mine = ChatRow.owner == owner
+        if chat_id is not None:
+            counts = counts.where(ChatTurnRow.chat_id == chat_id)
+            mine = mine & (ChatRow.id == chat_id)
+        n_turns = counts.subquery()
         q = (
             select(ChatRow, func.coalesce(n_turns.c.n, 0))
             .outerjoin(n_turns, n_turns.c.chat_id == ChatRow.id)
-            .where(ChatRow.owner == owner)
+            .where(mine)
             .order_by(ChatRow.updated.desc())
         )
         with Session(self.engine) as s:
             return [_info(r, n) for r, n in s.execute(q).all()]
-
-    def get(self, chat_id: str, owner: str = "") -> ChatInfo:
-        for c in self.list(owner):
-            if c.id == chat_id:
-                return c
-        raise ChatNotFound(chat_id)
 
     def add_turn(self, chat_id: str, body: dict[str, Any], owner: str = "") -> int:
         """Append a turn; returns its number in the chat. Retries once when another writer took

@@ -135,8 +135,11 @@ def test_store_crud(db_url: str) -> None:
     assert [turn_from_json(d) for d in chats.turns(a.id)] == [t, t]
     chats.rename(b.id, "  Renamed\n chat ")
     assert chats.get(b.id).title == "Renamed chat"
+    assert (chats.get(a.id).id, chats.get(a.id).turns) == (a.id, 2)
     # Another owner sees nothing of these and cannot write to them.
     assert chats.list(owner="ann") == []
+    with pytest.raises(ChatNotFound):
+        chats.get(a.id, owner="ann")
     with pytest.raises(ChatNotFound):
         chats.turns(a.id, owner="ann")
     with pytest.raises(ChatNotFound):
