@@ -728,6 +728,10 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
     rows = lib.ready()
     if not rows:
         empty_library(lib, base)
+        # Saved chats stay readable with every document gone (their sources show the quotes).
+        past_turns(lib, lib_key, current_chat(lib))
+        with st.sidebar:
+            chats_panel(lib)
         return
     names = doc_names(rows)
     collection_picker(lib, set(names))
@@ -759,6 +763,14 @@ def ask_tab(lib: Library, lib_key: str, base: Settings) -> None:
         chats_panel(lib)
 
 
+def past_turns(lib: Library, lib_key: str, chat: list[Turn]) -> None:
+    for i, turn in enumerate(chat):
+        with st.chat_message("user"):
+            st.markdown(src.md_text(turn.question))
+        with st.chat_message("assistant"):
+            turn_block(lib, lib_key, turn, i)
+
+
 def conversation_view(  # type: ignore[no-untyped-def]
     lib: Library, lib_key: str, base: Settings, chat: list[Turn], save, scope, mode: Mode
 ) -> None:
@@ -769,11 +781,7 @@ def conversation_view(  # type: ignore[no-untyped-def]
     conversation = st.container()  # above the input, so the input stays at the bottom
     question = st.chat_input("Ask a question about your documents", key="question")
     with conversation:
-        for i, turn in enumerate(chat):
-            with st.chat_message("user"):
-                st.markdown(src.md_text(turn.question))
-            with st.chat_message("assistant"):
-                turn_block(lib, lib_key, turn, i)
+        past_turns(lib, lib_key, chat)
         if not question:
             return
         with st.chat_message("user"):
@@ -1064,6 +1072,7 @@ def delete_block(lib: Library, base: Settings, names: dict[str, str]) -> None:
             except Exception as exc:
                 show_problem(explain(exc, base))
                 return
+            get_document.clear()  # answers already given must not open what was deleted
             for k in ("scope", "doomed", "last_ingest"):
                 state.pop(k, None)
             files = f" and {len(gone.files)} file(s) from the server" if gone.files else ""

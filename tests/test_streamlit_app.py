@@ -106,6 +106,21 @@ def test_ask_shows_answer_mode_reason_usage_and_linked_sources(app_env: Path) ->
     c.run()
     assert len(c.chat_message) == 2 and c.chat_message[1].markdown[0].value == answer
 
+    # With every document deleted, the chat is still listed and opens, its sources quoted.
+    d = on_tab(new_app().run(), "Library")
+    d.multiselect(key="doomed").set_value(list(d.dataframe[0].value["id"])).run()
+    next(x for x in d.button if x.label.startswith("Delete 2")).click().run()
+    d.button(key="delete_yes").click().run()
+    assert not d.exception and "Nothing ingested yet." in texts(d)
+    e = new_app()
+    e.query_params["chat"] = chat_id
+    e.run()
+    assert not e.exception and "library is empty" in e.info[0].value
+    assert len(e.chat_message) == 2 and e.chat_message[1].markdown[0].value == answer
+    gone = [i for i in e.info if i.value.startswith("This document is no longer in the library")]
+    assert len(gone) == len(anchors)
+    assert e.radio(key="chat_pick").value == chat_id
+
 
 @pytest.mark.slow  # two answers, one of them reading a whole document
 def test_compare_answers_rag_and_lc_side_by_side(app_env: Path) -> None:
