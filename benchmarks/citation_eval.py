@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.answering.citations import _MARKER, _WHERE, supports_lexical
+from app.answering.citations import _MARKER, _WHERE, claim_of, supports_lexical
 from app.answering.verify import check
 
 DATA = Path(__file__).resolve().parent / "data" / "citation_pairs.jsonl"
@@ -99,13 +99,17 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
     def verdict(r: dict) -> bool:
         if not new_rule(r):
             return False
-        if r["id"] not in cache:
+        # The claim as the app asks about it: without markers and without the model's talk about
+        # sources ("as verified on page 99"), which the answer never shows (``claim_of``).
+        claim = claim_of(r["claim"])
+        if r["id"] not in cache or cache[r["id"]].get("claim", claim) != claim:
             if state["calls"] >= args.entail_limit:
                 return True  # not checked in this run: counted as the screen says
             t0 = time.perf_counter()
-            label, out = entail_standalone(gen(), r["passage"], _MARKER.sub("", r["claim"]), r["question"])
+            label, out = entail_standalone(gen(), r["passage"], claim, r["question"])
             e = {
                 "id": r["id"],
+                "claim": claim,
                 "label": label,
                 "seconds": round(time.perf_counter() - t0, 2),
                 "prompt_tokens": out.prompt_tokens,

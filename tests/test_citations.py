@@ -183,6 +183,7 @@ def test_model_prose_about_sources_is_not_shown() -> None:
     shown and of the claim; a false claim with it stays unverified."""
     text, c, _ = _verdict("Almost 5000 data breaches have occurred since 2005, as verified on page 99 [1].")
     assert text == "Almost 5000 data breaches have occurred since 2005 [1]." and c.verified
+    assert c.claim == "Almost 5000 data breaches have occurred since 2005."  # what a model check reads
     text, c, old = _verdict("Almost 7000 data breaches have occurred since 2005, as verified on page 99 [1].")
     assert "verified" not in text and "99" not in text and not c.verified
     text, cites = cite(
