@@ -102,7 +102,7 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
         # The claim as the app asks about it: without markers and without the model's talk about
         # sources ("as verified on page 99"), which the answer never shows (``claim_of``).
         claim = claim_of(r["claim"])
-        if r["id"] not in cache or cache[r["id"]].get("claim", claim) != claim:
+        if r["id"] not in cache or cache[r["id"]].get("claim") != claim:
             if state["calls"] >= args.entail_limit:
                 return True  # not checked in this run: counted as the screen says
             t0 = time.perf_counter()
