@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.answering.citations import _MARKER, _WHERE, claim_of, supports_lexical
-from app.answering.verify import check
+from app.answering.verify import check, verbatim
 
 DATA = Path(__file__).resolve().parent / "data" / "citation_pairs.jsonl"
 
@@ -102,6 +102,8 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
         # The claim as the app asks about it: without markers and without the model's talk about
         # sources ("as verified on page 99"), which the answer never shows (``claim_of``).
         claim = claim_of(r["claim"])
+        if verbatim(claim, r["passage"]):
+            return True  # as the app: a word-for-word copy is not asked about
         if r["id"] not in cache or cache[r["id"]].get("claim") != claim:
             if state["calls"] >= args.entail_limit:
                 return True  # not checked in this run: counted as the screen says

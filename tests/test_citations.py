@@ -223,3 +223,18 @@ def test_names_exchanged_in_a_restated_sentence_are_contradicted() -> None:
 
     core = "He left the house at dawn, and Hartman followed him to the harbour."
     assert _substituted("Hartman followed Celso to the harbour.", core, ["hartman", "celso"]) == ""
+
+
+def test_verbatim_copies_need_no_model_check() -> None:
+    """A claim that copies a run of the passage's words needs no model's opinion; a negation, a
+    changed number or a dropped word is not a copy."""
+    from app.answering.verify import verbatim
+
+    passage = "The IBM MT/ST (Magnetic Tape/Selectric Typewriter), introduced in 1964, combined ‘tape’ "
+    passage += "storage."
+    assert verbatim("IBM MT/ST (Magnetic Tape/Selectric Typewriter), introduced in 1964", passage)
+    assert verbatim("the ibm mt/st magnetic tape/selectric typewriter introduced in 1964", passage)
+    assert verbatim("Introduced in 1964, combined 'tape' storage.", passage)
+    assert not verbatim("The IBM MT/ST was introduced in 1964", passage)  # a word added
+    assert not verbatim("Typewriter), introduced in 1965, combined", passage)
+    assert not verbatim("introduced in 1964", passage)  # too short to count as a copy

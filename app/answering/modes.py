@@ -44,6 +44,7 @@ from app.answering.prompts import (
     recheck_messages,
     source_label,
 )
+from app.answering.verify import verbatim
 from app.llm.base import Generation, Generator, LLMError, Message
 from app.locations import location_text
 from app.refusals import is_not_found_reply
@@ -128,13 +129,14 @@ def confirm(
 ) -> ModeResult:
     """The model's check of the verified citations (``app/answering/entail.py``), at most
     ``max_claims`` per answer, on the answer's own cached prompt: a citation whose claim the model
-    does not call SUPPORTED is marked unverified, with the model's reply as the reason."""
+    does not call SUPPORTED is marked unverified, with the model's reply as the reason. A claim
+    its quote states word for word is not asked about (``verify.verbatim``)."""
     if max_claims <= 0 or result.refused:
         return result
     gens: list[Generation] = []
     cites: list[Citation] = []
     for c in result.citations:
-        if c.verified and len(gens) < max_claims and c.claim:
+        if c.verified and len(gens) < max_claims and c.claim and not verbatim(c.claim, c.quote):
             quote = " ".join(c.quote.split())[:300]
             where = f"source [{c.number}]" if mode == "rag" else f"the document's sentence “{quote}”"
             label, out = entail_followup(gen, messages, result.generation.text, where, c.claim)

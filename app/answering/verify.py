@@ -474,6 +474,24 @@ def _table_scale(passage: str, unit: str) -> bool:
     )
 
 
+MIN_VERBATIM_WORDS = 4
+
+
+def verbatim(claim: str, passage: str) -> bool:
+    """The claim is a run of the passage's words copied in order (case, punctuation and quote
+    marks aside): the passage states it word for word, so there is nothing for a model to judge
+    (``app.answering.modes.confirm`` does not ask). A negation, a changed number or a dropped
+    word breaks the run."""
+    said = _plain_words(claim)
+    if len(said) < MIN_VERBATIM_WORDS:
+        return False
+    return f" {' '.join(said)} " in f" {' '.join(_plain_words(passage))} "
+
+
+def _plain_words(text: str) -> list[str]:
+    return [w.lower().replace("’", "'").rstrip(",") for w in _words(text)]
+
+
 def _tokens(text: str) -> list[str]:
     return [_stem(w) if not w[0].isdigit() else _num_value(w) for w in _words(text)]
 
