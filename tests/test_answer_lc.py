@@ -280,6 +280,11 @@ def test_model_check_marks_a_claim_the_model_does_not_confirm() -> None:
     gen = Replies([good, "SUPPORTED"])
     (c,) = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, entail_claims=2).citations
     assert c.verified and "confirmed" in c.reason
+    # A claim the document states word for word is not asked about.
+    copy = "The old man had taught the boy to fish.\nEvidence: The old man had taught the boy to fish."
+    gen = Replies([copy])
+    (c,) = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, entail_claims=2).citations
+    assert c.verified and len(gen.prompts) == 1
     # Off (0): no second call.
     gen = Replies([good])
     (c,) = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50).citations
