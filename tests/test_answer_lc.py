@@ -291,6 +291,25 @@ def test_model_check_marks_a_claim_the_model_does_not_confirm() -> None:
     assert c.verified and len(gen.prompts) == 1
 
 
+def test_rag_model_check_reads_the_cited_passage_and_the_claim() -> None:
+    """RAG: the check is the form measured on the labelled set (docs/citations.md): the cited
+    passage, the question and the claim in a prompt of their own."""
+    from app.answering.modes import answer_rag
+    from indexes.hybrid import Retrieved
+    from pipeline.types import Hit
+
+    doc, chunks = _gulf_doc()
+    hit = Retrieved(chunks[0], Hit("g1", 1.0, 0, "dense"), 1.0, None)
+    gen = Replies(["The old man taught the boy to fish [1].", "NOT_STATED"])
+    res = answer_rag("Who taught the boy?", [hit], {"gulf": doc}, gen, max_tokens=50, entail_claims=1)
+    (c,) = res.citations
+    assert not c.verified and c.verdict == "not_stated" and res.calls == 2
+    system, user = gen.prompts[1]
+    assert system.role == "system" and "check a claim against a passage" in system.content
+    assert chunks[0].text in user.content and "Claim: The old man taught the boy to fish." in user.content
+    assert "Question it answers: Who taught the boy?" in user.content
+
+
 def test_model_check_on_the_real_model_reads_only_the_request(smol) -> None:  # type: ignore[no-untyped-def]
     from app.answering.entail import entail_followup, parse
     from app.answering.prompts import rag_messages

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -32,7 +32,7 @@ from app.answering.citations import (
     shown_text,
     strip_markers,
 )
-from app.answering.entail import entail_followup
+from app.answering.entail import entail_followup, entail_standalone
 from app.answering.prompts import (
     LC_SYSTEM,
     NOT_FOUND,
@@ -125,12 +125,21 @@ def _recheck(
 
 
 def confirm(
-    result: ModeResult, messages: Sequence[Message], gen: Generator, max_claims: int, mode: str
+    result: ModeResult,
+    messages: Sequence[Message],
+    gen: Generator,
+    max_claims: int,
+    mode: str,
+    passages: Mapping[str, str] | None = None,
+    question: str = "",
 ) -> ModeResult:
     """The model's check of the verified citations (``app/answering/entail.py``), at most
-    ``max_claims`` per answer, on the answer's own cached prompt: a citation whose claim the model
-    does not call SUPPORTED is marked unverified, with the model's reply as the reason. A claim
-    its quote states word for word is not asked about (``verify.verbatim``)."""
+    ``max_claims`` per answer: a citation whose claim the model does not call SUPPORTED is marked
+    unverified, with the model's reply as the reason. RAG (``passages``: chunk id -> its text):
+    the cited passage and the claim in a prompt of their own, the form measured on the labelled
+    set (docs/citations.md); LC: on the answer's own cached prompt, so the document stays in the
+    KV cache for the next question. A claim its quote states word for word is not asked about
+    (``verify.verbatim``)."""
     if max_claims <= 0 or result.refused:
         return result
     gens: list[Generation] = []
@@ -139,7 +148,11 @@ def confirm(
         if c.verified and len(gens) < max_claims and c.claim and not verbatim(c.claim, c.quote):
             quote = " ".join(c.quote.split())[:300]
             where = f"source [{c.number}]" if mode == "rag" else f"the document's sentence “{quote}”"
-            label, out = entail_followup(gen, messages, result.generation.text, where, c.claim)
+            passage = (passages or {}).get(c.chunk_id or "")
+            if passage is not None:
+                label, out = entail_standalone(gen, passage, c.claim, question)
+            else:
+                label, out = entail_followup(gen, messages, result.generation.text, where, c.claim)
             gens.append(out)
             if label == "supported":
                 c = replace(c, reason=f"{c.reason}; the model, asked, confirmed that {where} states it")
@@ -198,7 +211,8 @@ def answer_rag(
     result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
     if recheck:
         result = _recheck(result, messages, "rag", gen, max_tokens, temperature, on_text, on_restart, cited)
-    return confirm(result, messages, gen, entail_claims, "rag")
+    passages = {s.chunk.chunk_id: s.text for s in sources if s.chunk is not None}
+    return confirm(result, messages, gen, entail_claims, "rag", passages, question)
 
 
 # -- fitting long documents ----------------------------------------------------------------
