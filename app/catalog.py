@@ -50,6 +50,9 @@ class GeneratorSpec:
     params_b: float = 0.0
     prefill_tokens_per_s: float = 0.0
     decode_tokens_per_s: float = 0.0
+    # How many verified claims per answer the model checks by default (llm.entail_claims); 0
+    # where the model was not measured as a judge (docs/citations.md, "The model's check").
+    entail_claims: int = 0
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,12 @@ def resolve_asr(spec: ASRSpec, cache_dir: Path) -> Path:
         shutil.rmtree(target_dir)
     os.replace(tmp_dir, target_dir)
     return target_dir
+
+
+def catalog_entail_claims(name: str) -> int:
+    """The catalog's default for ``llm.entail_claims`` with this generator (0 outside it)."""
+    spec = load_catalog().generators.get(name)
+    return spec.entail_claims if spec is not None else 0
 
 
 def catalog_params_b(name: str) -> float | None:

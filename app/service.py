@@ -14,7 +14,7 @@ from pathlib import Path
 
 from app.answering.modes import ModeResult, answer_lc, answer_rag
 from app.answering.prompts import lc_messages
-from app.catalog import catalog_params_b
+from app.catalog import catalog_entail_claims, catalog_params_b
 from app.factories import build_asr, build_embedder, build_generator, engine_label
 from app.ingest import Ingestor, IngestReport, Progress, ingestor_from_settings, reconcile
 from app.llm import control
@@ -259,6 +259,11 @@ class QAService:
             [h.dense_score for h in hits],
         )
 
+    def entail_claims(self) -> int:
+        """Claims per answer the model checks (``llm.entail_claims``, else the catalog's value)."""
+        mine = self.settings.llm.entail_claims
+        return mine if mine is not None else catalog_entail_claims(self.generator.name)
+
     def router_profile(self) -> ModelProfile:
         """The generator's profile the router uses: ``<data_dir>/router_profile.json`` when
         ``longqa calibrate`` wrote one for this model, else the published measurements or the
@@ -425,7 +430,7 @@ class QAService:
             on_text=on_text,
             recheck=cfg.recheck,
             on_restart=on_restart,
-            entail_claims=cfg.entail_claims,
+            entail_claims=self.entail_claims(),
         ), retrieval
 
     def _answer_lc(
@@ -449,7 +454,7 @@ class QAService:
             on_text=on_text,
             recheck=cfg.recheck,
             on_restart=on_restart,
-            entail_claims=cfg.entail_claims,
+            entail_claims=self.entail_claims(),
         )
 
     def with_settings(self, settings: Settings, generator: Generator | None = None) -> QAService:

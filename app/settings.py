@@ -54,11 +54,13 @@ class LLMSettings(_Section):
         "same cached prompt) to answer from what the material states or say it does not say; the "
         "first draft is kept on the answer (docs/citations.md).",
     )
-    entail_claims: int = Field(
-        0,
+    entail_claims: int | None = Field(
+        None,
         description="After the lexical check, ask the model whether the cited passage states each "
-        "verified claim (on the answer's cached prompt, a few tokens each), for at most this many "
-        "claims per answer; 0 turns it off (docs/citations.md, 'Entailment').",
+        "verified claim (RAG: passage and claim in a short prompt; LC: on the answer's cached "
+        "prompt), for at most this many claims per answer; 0 turns it off; unset: the model "
+        "catalog's value (1 for the default 1.5B, 0 for the test model and models outside the "
+        "catalog) (docs/citations.md, 'Entailment').",
         ge=0,
     )
     engine: Literal["auto", "xllamacpp", "native"] = Field(

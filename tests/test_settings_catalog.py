@@ -71,3 +71,21 @@ def test_assembly_checks_sha256(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="expected 000000000000"):
         resolve_generator(spec, tmp_path)
     assert not list(tmp_path.iterdir())  # nothing half-written is left behind
+
+
+def test_model_check_default_comes_from_the_catalog() -> None:
+    """llm.entail_claims unset: the catalog's value for the model (the default 1.5B was measured
+    as a judge; the test model and models outside the catalog were not); set: the setting."""
+    from types import SimpleNamespace
+
+    from app.service import QAService
+
+    def claims(model: str, setting: int | None) -> int:
+        svc = SimpleNamespace(
+            settings=Settings(llm={"entail_claims": setting}), generator=SimpleNamespace(name=model)
+        )
+        return QAService.entail_claims(svc)  # type: ignore[arg-type]
+
+    assert claims("qwen2.5-coder-1.5b", None) == 1
+    assert claims("smollm2-135m", None) == 0 and claims("gpt-4o", None) == 0
+    assert claims("qwen2.5-coder-1.5b", 0) == 0 and claims("smollm2-135m", 2) == 2
