@@ -83,12 +83,15 @@ def run_rag(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - t0
         entail: dict = {}
         if args.entail_claims:
-            # The model's check on the answer's cached prompt (llm.entail_claims), timed on its own.
+            # The model's check as the app makes it in RAG (llm.entail_claims): each cited passage
+            # and its claim in a prompt of their own; timed on its own.
             blocks = [
                 (source_label(s.number, doc.title, prompt_location(doc, s.span)), s.text) for s in sources
             ]
+            passages = {r.chunk.chunk_id: r.chunk.text for r in ordered}
             t1 = time.perf_counter()
-            checked = confirm(res, rag_messages(q.question, blocks), svc.generator, args.entail_claims, "rag")
+            msgs = rag_messages(q.question, blocks)
+            checked = confirm(res, msgs, svc.generator, args.entail_claims, "rag", passages, q.question)
             entail = {
                 "seconds": round(time.perf_counter() - t1, 2),
                 "calls": checked.calls - res.calls,
