@@ -53,6 +53,7 @@ def median(xs: list[float]) -> float:
 
 def answers(lib: Library, svc: QAService, mode: str) -> dict[str, object]:
     ttft, total = [], []
+    asked: list[int] = []
     for q in QUESTIONS:
         job = AskJob(lib, svc, q, mode, []).start()  # type: ignore[arg-type]
         job.wait()
@@ -61,7 +62,16 @@ def answers(lib: Library, svc: QAService, mode: str) -> dict[str, object]:
             continue
         ttft.append(job.first_text_s or out.seconds)
         total.append(out.seconds)
-    return {"n": len(total), "ttft_s": median(ttft), "answer_s": median(total), "all_answer_s": total}
+        # Citations the model check was asked about (llm.entail_claims; its verdict is in the reason).
+        cites = out.answer.citations
+        asked.append(sum("the model, asked" in c.reason or "the model replied" in c.reason for c in cites))
+    return {
+        "n": len(total),
+        "ttft_s": median(ttft),
+        "answer_s": median(total),
+        "all_answer_s": total,
+        "model_checks": asked,
+    }
 
 
 def stop_once(gen, messages: list[Message], phase: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
