@@ -41,17 +41,19 @@ def claim_of(sentence: str) -> str:
     # The talk first: "where" alone would take "on page 99" out of "as verified on page 99" and
     # leave "as verified" in the claim.
     text = _WHERE.sub("", SOURCE_TALK.sub(" ", _MARKER.sub("", sentence)))
-    text = re.sub(r"\s+([,.;:!?])", r"\1", re.sub(r"\s{2,}", " ", text))
-    return re.sub(r"([,;:])\s*([.!?])", r"\2", text).strip(" ,;:")
+    return _close_gaps(re.sub(r"\s{2,}", " ", text)).strip(" ,;:")
 
 
 def shown_sentence(sentence: str) -> str:
     """A sentence as shown: without the model's talk about sources ("as verified on page 99",
     "(verified)"), which the answer must not present as fact."""
-    text = SOURCE_TALK.sub(" ", sentence)
-    text = re.sub(r"\s+([,.;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text))
-    text = re.sub(r"([,;:])\s*([.!?])", r"\2", text)
-    return text.rstrip(" ,;:")
+    return _close_gaps(re.sub(r"[ \t]{2,}", " ", SOURCE_TALK.sub(" ", sentence))).rstrip(" ,;:")
+
+
+def _close_gaps(text: str) -> str:
+    """Punctuation left stranded where words were taken out: no space before it, and a comma,
+    semicolon or colon just before the sentence's end goes ("in 1964, ." -> "in 1964.")."""
+    return re.sub(r"([,;:])\s*([.!?])", r"\2", re.sub(r"\s+([,.;:!?])", r"\1", text))
 
 
 def shown_text(answer: str) -> str:
