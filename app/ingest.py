@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import signal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from pipeline.loaders import (
     load_document,
 )
 from pipeline.loaders.common import content_hash, read_bytes
-from pipeline.store import Debris, MetadataStore
+from pipeline.store import Debris, DocInfo, MetadataStore
 from pipeline.tokens import HFTokenCounter, TokenCounter
 from pipeline.types import Chunk, Document
 
@@ -70,6 +70,14 @@ class IngestReport:
         )
         text += f", {len(self.removed)} removed" if self.removed else ""
         return text + (f", {len(self.busy)} being ingested by another process" if self.busy else "")
+
+
+def stored_file(store: MetadataStore, path: Path, by_path: Mapping[str, DocInfo]) -> DocInfo | None:
+    """The document a file became: the one ingested from this path (``by_path``: documents by
+    their resolved source path), else the one holding its bytes, since ingest keeps the first
+    path of identical content (a copy or a moved file is found by what it holds)."""
+    found = by_path.get(str(path.resolve()))
+    return found if found is not None else store.find_by_hash(content_hash(path.read_bytes()))
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from app.ingest import stored_file
 from app.llm.base import LLMError
 from eval.choices import extract_letters, score
 from eval.datasets import EvalItem
 from eval.evidence import SentenceIndex, locate_evidence, retrieval_hit
 from eval.judge import DeterministicJudge, Judge, Verdict
-from pipeline.loaders.common import content_hash
 from pipeline.types import Mode
 
 log = logging.getLogger(__name__)
@@ -213,20 +213,17 @@ def resolve_documents(svc, items: Sequence[EvalItem]) -> tuple[dict[str, str], d
         for path, why in report.failed:
             failed[str(path)] = f"document could not be ingested: {why}"
     known = {d.doc_id: d for d in svc.documents()}
-    by_path = {str(Path(d.source_path).resolve()): d.doc_id for d in known.values()}
+    by_path = {str(Path(d.source_path).resolve()): d for d in known.values()}
     for it in items:
         if it.error or it.doc in ids or it.doc in failed:
             continue
         p = Path(it.doc)
         if p.is_file():
-            doc_id = by_path.get(str(p.resolve()))
-            if doc_id is None:  # the same bytes came in before from another path (a copy, a move)
-                same = svc.store.find_by_hash(content_hash(p.read_bytes()))
-                doc_id = same.doc_id if same is not None else None
-            if doc_id is None:
+            info = stored_file(svc.store, p, by_path)  # by path, else by its bytes (a copy, a move)
+            if info is None:
                 failed[it.doc] = f"document '{it.doc}' was not ingested"
             else:
-                ids[it.doc] = doc_id
+                ids[it.doc] = info.doc_id
         elif it.doc in known:
             ids[it.doc] = it.doc
         else:

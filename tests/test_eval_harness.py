@@ -121,6 +121,13 @@ def test_a_copy_of_an_ingested_document_resolves_to_it(tmp_path: Path, service) 
     assert doc not in failed, failed
     assert ids[doc] == next(iter({d.doc_id for d in service.documents()}))
     assert list(failed) == ["missing.txt"]
+    # The rule is app.ingest.stored_file, which batch uses too: by path, else by the bytes.
+    from app.ingest import stored_file
+
+    found = stored_file(service.store, tmp_path / "b" / "gold-bug.txt", {})
+    assert found is not None and found.doc_id == ids[doc]
+    (tmp_path / "other.txt").write_text("Never ingested.\n", encoding="utf-8")
+    assert stored_file(service.store, tmp_path / "other.txt", {}) is None
 
 
 def test_citation_figures_first_try_and_final(tmp_path: Path) -> None:

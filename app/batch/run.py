@@ -38,12 +38,11 @@ from app.batch.files import (
     read_questions,
     write_table,
 )
-from app.ingest import IngestReport
+from app.ingest import IngestReport, stored_file
 from app.ingest import Progress as IngestProgress
 from app.locations import fmt_time
 from app.service import QAService
 from pipeline.errors import LongqaError, NothingIngested
-from pipeline.loaders.common import content_hash
 from pipeline.types import Answer, Mode
 
 BASE_COLUMNS = (
@@ -280,9 +279,7 @@ def collect_documents(
     refs: list[DocRef] = []
     for p in [*report.ingested, *report.unchanged]:
         rp = str(Path(p).resolve())
-        info = by_path.get(rp)
-        if info is None:  # same content ingested earlier under another path
-            info = svc.store.find_by_hash(content_hash(Path(rp).read_bytes()))
+        info = stored_file(svc.store, Path(rp), by_path)
         if info is not None:
             refs.append(DocRef(info.doc_id, label(rp), rp))
     if not refs:
