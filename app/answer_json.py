@@ -15,7 +15,8 @@ Citation (``citation_json``):
   (``CitationOrigin``);
 - ``verdict``: ``verified``, ``unsupported``, ``contradicted``, ``not_an_answer`` or
   ``not_stated`` (the model's check said so); ``reason``: why, in words; ``claim``: the claim
-  that was checked (docs/citations.md).
+  that was checked (docs/citations.md); ``model_check``: null when the model was not asked about
+  the claim, else its reply (``supported``, ``not_stated``, ``contradicted``; ``llm.entail_claims``).
 
 Answer (``answer_json``): ``question``, ``answer``, ``mode`` (what answered), ``reason``,
 ``forced``, ``features`` (the router's facts for display), ``model``, ``retrieval``,
@@ -52,6 +53,7 @@ def citation_json(c: Citation, doc_label: str = "") -> dict[str, Any]:
         "verdict": c.verdict or ("verified" if c.verified else "unsupported"),
         "reason": c.reason,
         "claim": c.claim,
+        "model_check": c.model_check or None,
     }
 
 

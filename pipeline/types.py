@@ -230,6 +230,9 @@ class Citation:
     verdict: str = ""
     reason: str = ""
     claim: str = ""
+    # The model's own check of the claim (app/answering/entail.py): "" when it was not asked,
+    # else its reply ("supported", "not_stated" or "contradicted").
+    model_check: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ from pipeline.types import Answer, Citation, FirstDraft, Span, Usage
 
 CLI_KEYS = {"number", "doc_id", "source", "pages", "time", "span", "quote", "verified", "support", "origin"}
 BATCH_KEYS = {"n", "doc", "doc_id", "where", "pages", "time", "quote", "verified"}
-VERDICT_KEYS = {"verdict", "reason", "claim"}  # issue 19: why a citation is verified or not
+# issue 19: why a citation is verified or not, and the model's own reply when it was asked
+VERDICT_KEYS = {"verdict", "reason", "claim", "model_check"}
 
 
 def _cite(**kw) -> Citation:  # type: ignore[no-untyped-def]
@@ -40,6 +41,9 @@ def test_citation_shape_has_every_key_of_both_outputs() -> None:
         _cite(verified=False, verdict="contradicted", reason="the passage negates it", claim="x")
     )
     assert (why["verdict"], why["reason"], why["claim"]) == ("contradicted", "the passage negates it", "x")
+    assert c["model_check"] is None  # not asked
+    asked = citation_json(_cite(verified=False, verdict="not_stated", model_check="not_stated"))
+    assert asked["model_check"] == "not_stated" and asked["verdict"] == "not_stated"
     assert c["number"] == c["n"] == 2 and c["source"] == "/lib/reports/q3.pdf"
     assert c["doc"] == "q3.pdf" and c["where"] == "pp. 3-4" and c["pages"] == [3, 4]
     assert c["span"] == [10, 40] and c["time"] is None and c["origin"] == "repaired"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.answer_json import citation_json
 from app.answering.modes import CUT_MARK, answer_lc, lc_plan, middle_cut, split_parts
 from app.llm.base import Generation, Message
 from pipeline.loaders import load_document
@@ -274,17 +275,18 @@ def test_model_check_marks_a_claim_the_model_does_not_confirm() -> None:
     res = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, entail_claims=2)
     (c,) = res.citations
     assert not c.verified and c.verdict == "not_stated" and "not stated" in c.reason
+    assert c.model_check == "not_stated"
     assert res.calls == 2 and len(gen.prompts) == 2 and res.text.startswith("The old man taught")
     assert gen.prompts[1][: len(gen.prompts[0])] == gen.prompts[0]
     assert gen.prompts[1][-2].content == good and "taught the boy to fish" in gen.prompts[1][-1].content
     gen = Replies([good, "SUPPORTED"])
     (c,) = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, entail_claims=2).citations
-    assert c.verified and "confirmed" in c.reason
+    assert c.verified and "confirmed" in c.reason and c.model_check == "supported"
     # A claim the document states word for word is not asked about.
     copy = "The old man had taught the boy to fish.\nEvidence: The old man had taught the boy to fish."
     gen = Replies([copy])
     (c,) = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, entail_claims=2).citations
-    assert c.verified and len(gen.prompts) == 1
+    assert c.verified and len(gen.prompts) == 1 and c.model_check == ""
     # Off (0): no second call.
     gen = Replies([good])
     (c,) = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50).citations
@@ -304,6 +306,7 @@ def test_rag_model_check_reads_the_cited_passage_and_the_claim() -> None:
     res = answer_rag("Who taught the boy?", [hit], {"gulf": doc}, gen, max_tokens=50, entail_claims=1)
     (c,) = res.citations
     assert not c.verified and c.verdict == "not_stated" and res.calls == 2
+    assert c.model_check == "not_stated" and citation_json(c)["model_check"] == "not_stated"
     system, user = gen.prompts[1]
     assert system.role == "system" and "check a claim against a passage" in system.content
     assert chunks[0].text in user.content and "Claim: The old man taught the boy to fish." in user.content

@@ -203,6 +203,7 @@ def test_tables_round_trip(tmp_path: Path, suffix: str) -> None:
                     "time": None,
                     "quote": "q",
                     "verified": True,
+                    "model_check": "supported",
                 }
             ],
             "tokens": 12,
@@ -227,6 +228,7 @@ def test_tables_round_trip(tmp_path: Path, suffix: str) -> None:
     cites = back[0]["citations"]
     cites = json.loads(cites) if isinstance(cites, str) else cites
     assert cites[0]["pages"] == [3, 3] and cites[0]["verified"] is True and cites[0]["where"] == "p. 3"
+    assert cites[0]["model_check"] == "supported"
     assert not list(tmp_path.glob(".*tmp*"))
 
 

@@ -62,6 +62,7 @@ def _answered_turn() -> Turn:
             "not_stated",
             "the cue does not say so",
             "x",
+            "not_stated",  # the model, asked, said so (model_check)
         ),
     )
     ans = Answer(

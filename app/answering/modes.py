@@ -155,13 +155,18 @@ def confirm(
                 label, out = entail_followup(gen, messages, result.generation.text, where, c.claim)
             gens.append(out)
             if label == "supported":
-                c = replace(c, reason=f"{c.reason}; the model, asked, confirmed that {where} states it")
+                c = replace(
+                    c,
+                    model_check=label,
+                    reason=f"{c.reason}; the model, asked, confirmed that {where} states it",
+                )
             else:
                 said = label.replace("_", " ")
                 c = replace(
                     c,
                     verified=False,
                     verdict=label,
+                    model_check=label,
                     reason=f"asked whether {where} states the claim, the model replied: {said}",
                 )
         cites.append(c)

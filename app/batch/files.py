@@ -315,7 +315,7 @@ def _write_parquet(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence
     import pyarrow.parquet as pq
 
     # The citation shape of app/answer_json.py; rows journaled before it had no number, source,
-    # span, support, origin, verdict, reason or claim (null here).
+    # span, support, origin, verdict, reason, claim or model_check (null here).
     citation = pa.struct(
         [
             ("number", pa.int32()),
@@ -334,6 +334,7 @@ def _write_parquet(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence
             ("verdict", pa.string()),
             ("reason", pa.string()),
             ("claim", pa.string()),
+            ("model_check", pa.string()),
         ]
     )
     ints = {"row", "line", "tokens", "prompt_tokens", "completion_tokens", "cached_tokens"}

@@ -144,6 +144,9 @@ def verdict(c: Citation) -> dict[str, Any]:
         "time": list(c.time) if c.time else None,
         "span": [c.span.start, c.span.end],
         "quote": c.quote,
+        "verdict": c.verdict or ("verified" if c.verified else "unsupported"),
+        "reason": c.reason,
+        "model_check": c.model_check or None,
     }
 
 

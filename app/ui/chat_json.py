@@ -46,7 +46,7 @@ def _route(d: dict[str, Any] | None) -> RouteDecision | None:
 def _citation_json(c: Citation) -> dict[str, Any]:
     return {
         **{k: getattr(c, k) for k in ("number", "doc_id", "source_path", "chunk_id", "quote", "verified")},
-        **{k: getattr(c, k) for k in ("support", "origin", "verdict", "reason", "claim")},
+        **{k: getattr(c, k) for k in ("support", "origin", "verdict", "reason", "claim", "model_check")},
         "span": [c.span.start, c.span.end],
         "pages": list(c.pages) if c.pages else None,
         "time": list(c.time) if c.time else None,
@@ -69,6 +69,7 @@ def _citation(d: dict[str, Any]) -> Citation:
         verdict=d.get("verdict", ""),
         reason=d.get("reason", ""),
         claim=d.get("claim", ""),
+        model_check=d.get("model_check", ""),
     )
 
 
