@@ -23,7 +23,9 @@ Policies compared, per model:
   prior (from the other models), less ``--penalty`` x the prior's uncertainty, and the before
   threshold set on the score distribution (its RAG refusals on the calibration documents only).
 
-No retrieval evidence (128k documents were not ingested). Tokens: LC = document + 100, RAG = 3,100.
+``--grounding`` adds to the after-score how much of the RAG answer the whole document contains
+(tried for issue 20: no gain, docs/router.md). No retrieval evidence (128k documents were not
+ingested). Tokens: LC = document + 100, RAG = 3,100.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import replace
@@ -94,9 +97,7 @@ class Policy:
             drop |= {k for k in rows[0] if k.endswith("_x_tadv")}
         self.names1 = [k for k in rows[0] if k not in drop]
         self.before = linear(fit_lr(matrix(rows, self.names1), cases), self.names1)
-        rows2 = [
-            after_features(r, self.before.score(r), c.rag_answer, c.q.question) for r, c in zip(rows, cases)
-        ]
+        rows2 = [self._after(r, self.before.score(r), c) for r, c in zip(rows, cases)]
         self.names2 = [k for k in rows2[0] if k not in drop]
         self.after = linear(fit_lr(matrix(rows2, self.names2), cases), self.names2)
 
@@ -117,13 +118,46 @@ class Policy:
     def score(self, cases, qtypes, profiles):  # type: ignore[no-untyped-def]
         rows = self.rows(cases, qtypes, profiles)
         s1 = np.array([self.before.score(r) for r in rows])
-        s2 = np.array(
-            [
-                self.after.score(after_features(r, a, c.rag_answer, c.q.question))
-                for r, a, c in zip(rows, s1, cases)
-            ]
-        )
+        s2 = np.array([self.after.score(self._after(r, a, c)) for r, a, c in zip(rows, s1, cases)])
         return s1, s2
+
+    @staticmethod
+    def _after(row, p_before, c):  # type: ignore[no-untyped-def]
+        f = after_features(row, p_before, c.rag_answer, c.q.question)
+        g = GROUNDING.get((c.model, c.q.qid))
+        if g is not None:
+            f["ans_grounded"], f["ans_foreign_number"] = g
+            f["ans_grounded_x_p"] = g[0] * p_before
+        return f
+
+
+# (model, tagged qid) -> (share of the RAG answer's words beyond the question found in the
+# document, 1.0 when a number of two or more digits in it is nowhere in the document); filled by
+# --grounding. Empty: the router's own after-features only.
+GROUNDING: dict[tuple[str, str], tuple[float, float]] = {}
+_NUM = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def _numbers(text: str) -> set[str]:
+    return {x.replace(",", "").rstrip(".") for x in _NUM.findall(text) if len(x.replace(",", "")) >= 2}
+
+
+def add_grounding(study, root: Path, split: str, tag: str) -> None:  # type: ignore[no-untyped-def]
+    """How much of each RAG answer the whole document contains (issue 20: an answer cue tried)."""
+    from eval.lara import document_path
+    from pipeline.textspan import terms
+
+    docs: dict[str, tuple[set[str], set[str]]] = {}
+    for c in study.cases:
+        if c.q.doc_key not in docs:
+            text = document_path(root, c.q, split).read_text(encoding="utf-8", errors="ignore")
+            docs[c.q.doc_key] = (set(terms(text)), _numbers(text))
+        words, nums = docs[c.q.doc_key]
+        asked = set(terms(c.q.question))
+        said = [w for w in terms(c.rag_answer) if w not in asked]
+        share = sum(w in words for w in said) / len(said) if said else 1.0
+        foreign = float(any(n not in nums for n in _numbers(c.rag_answer)))
+        GROUNDING[(c.model, f"{tag}:{c.q.qid}")] = (share, foreign)
 
 
 def single_number(cases: list[Case]) -> dict[str, ModelProfile]:
@@ -322,12 +356,18 @@ def main() -> None:
         "--penalty", type=float, default=0.5, help="x the profile's uncertainty, for unmeasured models"
     )
     ap.add_argument("--no-tadv", dest="tadv", action="store_false", help="no per-task advantage features")
+    ap.add_argument(
+        "--grounding", action="store_true", help="add how much of the RAG answer the document contains"
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--study-cache", type=Path, default=None, help="keep the judged studies here (pickles)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     s32, s128 = load(args.lara32, "32k", args.study_cache), load(args.lara128, "128k", args.study_cache)
     print(f"loaded and judged in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.grounding:
+        add_grounding(s32, args.lara32, "32k", "32k")
+        add_grounding(s128, args.lara128, "128k", "128k")
     out = {}
     if args.direction in ("both", "32to128"):
         out["32k->128k"] = run_direction(s32, s128, "32k", "128k", args)
