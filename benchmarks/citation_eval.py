@@ -13,6 +13,10 @@ Rules:
 - ``new``: ``app.answering.verify.check`` (the lexical screen, with the question);
 - ``new+entail``: the screen, then the model's own check (``app.answering.entail``) on the pairs
   that pass it; the model's verdicts are cached in ``--entail-out`` so a run can go in pieces.
+  ``--entail-form standalone`` (the RAG form: passage, question and claim in a prompt of their
+  own) or ``followup`` (the LC form: the passage as the document in the LC prompt, the claim and
+  its evidence sentence as the answer, then the check about that sentence, as ``confirm`` asks;
+  the passage's sentence sharing most words with the claim stands for the located evidence).
 
 Precision = labelled-true among those marked verified; recall = marked verified among the
 labelled-true. Per kind of pair: the share judged right (an edit caught, a true claim verified).
@@ -74,9 +78,19 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
+def _evidence(claim: str, passage: str) -> str:
+    """The passage's sentence that shares most words with the claim (the LC answer's evidence)."""
+    from pipeline.textspan import sentence_spans, terms
+
+    words = set(terms(claim))
+    sents = [" ".join(passage[a:b].split()) for a, b in sentence_spans(passage)] or [passage]
+    return max(sents, key=lambda x: len(words & set(terms(x))))
+
+
 def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
     """The screen, then the model's check on the pairs that pass, cached by pair id."""
-    from app.answering.entail import entail_standalone
+    from app.answering.entail import entail_followup, entail_standalone
+    from app.answering.prompts import lc_messages
     from app.catalog import load_catalog, resolve_generator
     from app.llm.llamacpp import LlamaCppGenerator
     from app.settings import Settings
@@ -108,7 +122,14 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
             if state["calls"] >= args.entail_limit:
                 return True  # not checked in this run: counted as the screen says
             t0 = time.perf_counter()
-            label, out = entail_standalone(gen(), r["passage"], claim, r["question"])
+            if args.entail_form == "followup":
+                quote = _evidence(claim, r["passage"])
+                msgs = lc_messages(r["question"], [(Path(r["doc"]).stem, r["passage"])])
+                where = f"the document's sentence “{quote}”"
+                answer = f"{claim}\nEvidence: {quote}"
+                label, out = entail_followup(gen(), msgs, answer, where, claim)
+            else:
+                label, out = entail_standalone(gen(), r["passage"], claim, r["question"])
             e = {
                 "id": r["id"],
                 "claim": claim,
@@ -130,11 +151,12 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--split", choices=["dev", "heldout", "all"], default="all")
+    ap.add_argument("--split", choices=["dev", "heldout", "fresh", "all"], default="all")
     ap.add_argument("--show-errors", choices=["old", "new"], default=None, help="print the misjudged pairs")
     ap.add_argument("--entail", default="", help="catalog model for the new+entail rule")
     ap.add_argument("--entail-limit", type=int, default=0, help="most new model calls in this run")
     ap.add_argument("--entail-out", default="/tmp/longqa-cite/entail.jsonl")
+    ap.add_argument("--entail-form", choices=["standalone", "followup"], default="standalone")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]

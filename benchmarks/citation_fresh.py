@@ -19,7 +19,7 @@ reader by the rule of docs/citations.md. The figures are computed once, with the
     .venv/bin/python -m benchmarks.citation_fresh build --written /tmp/longqa-cite/fresh_written.jsonl \\
         --answers /tmp/longqa-cite/fresh_labelled_answers.jsonl
     .venv/bin/python -m benchmarks.citation_eval --data benchmarks/data/citation_fresh.jsonl \\
-        --split all --entail qwen2.5-coder-1.5b --entail-limit 400 \\
+        --split fresh --entail qwen2.5-coder-1.5b --entail-limit 400 \\
         --entail-out /tmp/longqa-cite/entail_fresh.jsonl
 """
 
