@@ -293,34 +293,6 @@ def test_model_check_marks_a_claim_the_model_does_not_confirm() -> None:
     assert c.verified and len(gen.prompts) == 1
 
 
-def test_a_claim_the_model_check_rejects_gets_the_re_check() -> None:
-    """The model's check runs before the re-check decision: a claim the screen passes and the
-    model does not confirm is a failed verification like any other, so the answer is asked once
-    more, and the new answer is cited and checked as the first was (docs/citations.md)."""
-    doc, chunks = _gulf_doc()
-    first = "The old man taught the boy to fish.\nEvidence: The old man had taught the boy to fish."
-    second = "The old man had taught the boy to fish.\nEvidence: The old man had taught the boy to fish."
-    gen = Replies([first, "NOT_STATED", second])
-    res = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, recheck=True, entail_claims=1)
-    (c,) = res.citations
-    # The second answer copies the document's sentence: verified, not asked about (verbatim).
-    assert c.verified and c.model_check == ""
-    assert res.first_draft is not None and not res.first_draft.kept
-    (f,) = res.first_draft.citations
-    assert not f.verified and f.model_check == "not_stated"
-    assert res.calls == 3 and len(gen.prompts) == 3
-    assert "Check your answer" in gen.prompts[2][-1].content  # the re-check request
-    # The second answer is checked too: rejected again, the first (no better) is kept.
-    gen = Replies([first, "NOT_STATED", first, "NOT_STATED"])
-    res = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, recheck=True, entail_claims=1)
-    assert res.calls == 4 and res.first_draft is not None and res.first_draft.kept
-    assert not res.citations[0].verified and res.citations[0].model_check == "not_stated"
-    # Confirmed at once: no re-check.
-    gen = Replies([first, "SUPPORTED"])
-    res = answer_lc("Who taught the boy?", [doc], chunks, gen, max_tokens=50, recheck=True, entail_claims=1)
-    assert res.calls == 2 and res.first_draft is None and res.citations[0].verified
-
-
 def test_rag_model_check_reads_the_cited_passage_and_the_claim() -> None:
     """RAG: the check is the form measured on the labelled set (docs/citations.md): the cited
     passage, the question and the claim in a prompt of their own."""
@@ -339,13 +311,6 @@ def test_rag_model_check_reads_the_cited_passage_and_the_claim() -> None:
     assert system.role == "system" and "check a claim against a passage" in system.content
     assert chunks[0].text in user.content and "Claim: The old man taught the boy to fish." in user.content
     assert "Question it answers: Who taught the boy?" in user.content
-    # With the re-check on, the rejected claim sends the answer back once (on the RAG prompt).
-    gen = Replies(["The old man taught the boy to fish [1].", "NOT_STATED", "The document does not say."])
-    res = answer_rag(
-        "Who taught the boy?", [hit], {"gulf": doc}, gen, max_tokens=50, entail_claims=1, recheck=True
-    )
-    assert res.refused and res.calls == 3 and res.first_draft is not None
-    assert gen.prompts[2][: len(gen.prompts[0])] == gen.prompts[0]
 
 
 def test_model_check_on_the_real_model_reads_only_the_request(smol) -> None:  # type: ignore[no-untyped-def]

@@ -98,12 +98,11 @@ def _recheck(
     on_restart: TextFn | None,
     cite_again: Callable[[Generation], ModeResult],
 ) -> ModeResult:
-    """One second look when a shown citation fails verification, by the screen or by the model's
-    check (docs/citations.md): the first answer and a request to check it against the material go
-    back to the model, on the same prompt (its KV cache is reused where the check did not push it
-    out). ``cite_again`` cites and checks the new answer as the first was. The new answer replaces
-    the first when it says the material does not contain the answer or more of its citations are
-    verified; either way every call is counted and the first draft is kept on the result."""
+    """One second look when a shown citation fails verification (docs/citations.md): the first
+    answer and a request to check it against the material go back to the model, on the same
+    prompt (its KV cache is reused). The new answer replaces the first when it says the material
+    does not contain the answer or more of its citations are verified; either way both calls are
+    counted and the first draft is kept on the result."""
     if first.refused or all(c.verified for c in first.citations):
         return first
     if on_restart is not None:
@@ -118,8 +117,8 @@ def _recheck(
     note = "; ".join(x for x in (first.note, RECHECK_NOTE + ("" if take else " (first answer kept)")) if x)
     return replace(
         chosen,
-        generation=_sum([first.generation, second.generation]),
-        calls=first.calls + second.calls,
+        generation=_sum([first.generation, again]),
+        calls=first.calls + 1,
         first_draft=draft,
         note=note,
     )
@@ -208,19 +207,17 @@ def answer_rag(
     blocks = [(source_label(s.number, s.doc.title, prompt_location(s.doc, s.span)), s.text) for s in sources]
     messages = rag_messages(question, blocks)
 
-    passages = {s.chunk.chunk_id: s.text for s in sources if s.chunk is not None}
-
-    def checked(out: Generation) -> ModeResult:
+    def cited(out: Generation) -> ModeResult:
         text = out.text or NOT_FOUND
         refused = is_not_found_reply(text)
         shown, cites = cite(text, sources, match_unmarked=not refused, question=question)
-        result = ModeResult(shown, cites, out, refused, strategy="rag")
-        return confirm(result, messages, gen, entail_claims, "rag", passages, question)
+        return ModeResult(shown, cites, out, refused, strategy="rag")
 
-    result = checked(_generate(gen, messages, max_tokens, temperature, on_text))
+    result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
     if recheck:
-        result = _recheck(result, messages, "rag", gen, max_tokens, temperature, on_text, on_restart, checked)
-    return result
+        result = _recheck(result, messages, "rag", gen, max_tokens, temperature, on_text, on_restart, cited)
+    passages = {s.chunk.chunk_id: s.text for s in sources if s.chunk is not None}
+    return confirm(result, messages, gen, entail_claims, "rag", passages, question)
 
 
 # -- fitting long documents ----------------------------------------------------------------
@@ -345,16 +342,15 @@ def answer_lc(
         )
     messages = lc_messages(question, material)
 
-    def checked(out: Generation) -> ModeResult:
-        result = replace(
+    def cited(out: Generation) -> ModeResult:
+        return replace(
             _cite_lc(out.text, [], docs, chunks, out, read, question=question), strategy=plan, note=note
         )
-        return confirm(result, messages, gen, entail_claims, "lc")
 
-    result = checked(_generate(gen, messages, max_tokens, temperature, on_text))
+    result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
     if recheck:
-        result = _recheck(result, messages, "lc", gen, max_tokens, temperature, on_text, on_restart, checked)
-    return result
+        result = _recheck(result, messages, "lc", gen, max_tokens, temperature, on_text, on_restart, cited)
+    return confirm(result, messages, gen, entail_claims, "lc")
 
 
 def _sum(gens: Sequence[Generation]) -> Generation:
