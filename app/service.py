@@ -259,10 +259,15 @@ class QAService:
             [h.dense_score for h in hits],
         )
 
-    def entail_claims(self) -> int:
-        """Claims per answer the model checks (``llm.entail_claims``, else the catalog's value)."""
+    def entail_claims(self, mode: str = "rag") -> int:
+        """Claims per answer the model checks: ``llm.entail_claims`` when set; unset, the catalog's
+        value in RAG and none in LC, where the check's form (a follow-up on the cached document
+        prompt) confirmed every claim it was asked about on the fresh labelled set, false ones
+        included (docs/citations.md, "A fresh set")."""
         mine = self.settings.llm.entail_claims
-        return mine if mine is not None else catalog_entail_claims(self.generator.name)
+        if mine is not None:
+            return mine
+        return catalog_entail_claims(self.generator.name) if mode == "rag" else 0
 
     def router_profile(self) -> ModelProfile:
         """The generator's profile the router uses: ``<data_dir>/router_profile.json`` when
@@ -454,7 +459,7 @@ class QAService:
             on_text=on_text,
             recheck=cfg.recheck,
             on_restart=on_restart,
-            entail_claims=self.entail_claims(),
+            entail_claims=self.entail_claims("lc"),
         )
 
     def with_settings(self, settings: Settings, generator: Generator | None = None) -> QAService:

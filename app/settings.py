@@ -59,8 +59,9 @@ class LLMSettings(_Section):
         description="After the lexical check, ask the model whether the cited passage states each "
         "verified claim (RAG: passage and claim in a short prompt; LC: on the answer's cached "
         "prompt), for at most this many claims per answer; 0 turns it off; unset: the model "
-        "catalog's value (1 for the default 1.5B, 0 for the test model and models outside the "
-        "catalog) (docs/citations.md, 'Entailment').",
+        "catalog's value in RAG (1 for the default 1.5B, 0 for the test model and models outside "
+        "the catalog) and 0 in LC, whose form confirmed every claim on the fresh labelled set "
+        "(docs/citations.md, 'Entailment').",
         ge=0,
     )
     engine: Literal["auto", "xllamacpp", "native"] = Field(

@@ -62,7 +62,7 @@ def answers(lib: Library, svc: QAService, mode: str) -> dict[str, object]:
             continue
         ttft.append(job.first_text_s or out.seconds)
         total.append(out.seconds)
-        # Citations the model check was asked about (llm.entail_claims; its verdict is in the reason).
+        # Citations the model check was asked about (llm.entail_claims; Citation.model_check).
         cites = out.answer.citations
         asked.append(sum(bool(c.model_check) for c in cites))
     return {

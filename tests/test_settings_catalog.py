@@ -80,12 +80,14 @@ def test_model_check_default_comes_from_the_catalog() -> None:
 
     from app.service import QAService
 
-    def claims(model: str, setting: int | None) -> int:
+    def claims(model: str, setting: int | None, mode: str = "rag") -> int:
         svc = SimpleNamespace(
             settings=Settings(llm={"entail_claims": setting}), generator=SimpleNamespace(name=model)
         )
-        return QAService.entail_claims(svc)  # type: ignore[arg-type]
+        return QAService.entail_claims(svc, mode)  # type: ignore[arg-type]
 
     assert claims("qwen2.5-coder-1.5b", None) == 1
     assert claims("smollm2-135m", None) == 0 and claims("gpt-4o", None) == 0
     assert claims("qwen2.5-coder-1.5b", 0) == 0 and claims("smollm2-135m", 2) == 2
+    # LC: the follow-up form confirmed every claim on the fresh set, so only when asked for.
+    assert claims("qwen2.5-coder-1.5b", None, "lc") == 0 and claims("qwen2.5-coder-1.5b", 1, "lc") == 1
