@@ -28,37 +28,19 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import time
 from pathlib import Path
 
 from app.answering.citations import is_meta
 from app.answering.prompts import rag_messages, source_label
 from app.refusals import is_not_found_reply
+from benchmarks.citation_pairs import passage_runs
 from pipeline.loaders import load_document
 from pipeline.textspan import sentence_spans
 
 OUT = Path(__file__).resolve().parent / "data" / "citation_fresh.jsonl"
-MAX_PASSAGE = 1200
 PER_KIND = 4  # documents of each kind (book, financial, paper)
 PER_DOC = 3  # passages per document
-
-
-def _passages(path: Path, rng: random.Random, n: int) -> list[str]:
-    """``n`` runs of five sentences, each of 60-300 characters at its centre, no tables."""
-    doc = load_document(path)
-    sents = sentence_spans(doc.text)
-    good = [i for i, (a, b) in enumerate(sents) if 60 <= b - a <= 300]
-    out: list[str] = []
-    for i in rng.sample(good, min(len(good), 6 * n)):
-        group = sents[max(0, i - 2) : i + 3]
-        text = doc.text[group[0][0] : group[-1][1]].strip()
-        text = re.sub(r"[ \t]{3,}", "  ", text)
-        if 300 <= len(text) <= MAX_PASSAGE and "|" not in text and text.count("\n") < 8:
-            out.append(text)
-        if len(out) == n:
-            break
-    return out
 
 
 def cmd_passages(args: argparse.Namespace) -> None:
@@ -68,7 +50,8 @@ def cmd_passages(args: argparse.Namespace) -> None:
     for kind in ("book", "financial", "paper"):
         files = sorted((root / kind).iterdir())
         for f in rng.sample(files, PER_KIND):
-            for j, text in enumerate(_passages(f, rng, PER_DOC)):
+            runs = passage_runs(load_document(f).text, rng, PER_DOC, tries=6, min_chars=300, tidy=True)
+            for j, text in enumerate(runs):
                 rows.append(
                     {"pid": f"{kind}/{f.stem}#{j}", "doc": f"lara128k/128k/{kind}/{f.name}", "passage": text}
                 )

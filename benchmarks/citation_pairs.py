@@ -124,19 +124,29 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_PASSAGE else text[:MAX_PASSAGE].rsplit(" ", 1)[0]
 
 
-def _passages(doc_path: str, rng: random.Random, n: int = 4) -> list[str]:
-    doc = load_document(SHARED / doc_path)
-    sents = sentence_spans(doc.text)
+def passage_runs(
+    text: str, rng: random.Random, n: int, *, tries: int = 4, min_chars: int = 0, tidy: bool = False
+) -> list[str]:
+    """At most ``n`` runs of five sentences of ``text``, each centred on a sentence of 60-300
+    characters, no tables, at most ``MAX_PASSAGE`` characters; ``tries`` x ``n`` centres drawn.
+    ``tidy``: stripped and table padding squeezed before the length check."""
+    sents = sentence_spans(text)
     good = [i for i, (a, b) in enumerate(sents) if 60 <= b - a <= 300]
     out: list[str] = []
-    for i in rng.sample(good, min(len(good), 4 * n)):
+    for i in rng.sample(good, min(len(good), tries * n)):
         group = sents[max(0, i - 2) : i + 3]
-        text = doc.text[group[0][0] : group[-1][1]]
-        if len(text) <= MAX_PASSAGE and "|" not in text and text.count("\n") < 8:
-            out.append(text)
+        run = text[group[0][0] : group[-1][1]]
+        if tidy:
+            run = re.sub(r"[ \t]{3,}", "  ", run.strip())
+        if min_chars <= len(run) <= MAX_PASSAGE and "|" not in run and run.count("\n") < 8:
+            out.append(run)
         if len(out) == n:
             break
     return out
+
+
+def _passages(doc_path: str, rng: random.Random, n: int = 4) -> list[str]:
+    return passage_runs(load_document(SHARED / doc_path).text, rng, n)
 
 
 def _claim_sentences(passage: str) -> list[str]:
