@@ -45,10 +45,13 @@ PER_DOC = 3  # passages per document
 
 def cmd_passages(args: argparse.Namespace) -> None:
     root = Path(args.lara128).expanduser() / "128k"
-    rng = random.Random(2026_12_07)
+    rng = random.Random(args.seed)
+    seen = set()
+    for used in args.exclude:  # documents of an earlier set stay out of this one
+        seen |= {json.loads(x)["doc"] for x in Path(used).read_text().splitlines() if x.strip()}
     rows = []
     for kind in ("book", "financial", "paper"):
-        files = sorted((root / kind).iterdir())
+        files = [f for f in sorted((root / kind).iterdir()) if f"lara128k/128k/{kind}/{f.name}" not in seen]
         for f in rng.sample(files, PER_KIND):
             runs = passage_runs(load_document(f).text, rng, PER_DOC, tries=6, min_chars=300, tidy=True)
             for j, text in enumerate(runs):
@@ -113,7 +116,7 @@ def cmd_build(args: argparse.Namespace) -> None:
                     "id": f"{r['pid']}#w{k}",
                     "kind": c["kind"],
                     "doc": r["doc"],
-                    "split": "fresh",
+                    "split": args.split,
                     "question": r["question"],
                     "claim": c["claim"],
                     "passage": r["passage"],
@@ -134,7 +137,7 @@ def cmd_build(args: argparse.Namespace) -> None:
                         "id": f"{a['pid']}#a{k}",
                         "kind": "real_rag",
                         "doc": src["doc"],
-                        "split": "fresh",
+                        "split": args.split,
                         "question": src["question"],
                         "claim": c["claim"],
                         "passage": src["passage"],
@@ -155,6 +158,8 @@ def main() -> None:
     p = sub.add_parser("passages")
     p.add_argument("--lara128", default="~/.cache/longqa/lara128k")
     p.add_argument("--out", default="/tmp/longqa-cite/fresh_passages.jsonl")
+    p.add_argument("--seed", type=int, default=2026_12_07, help="2026_12_08 for the second set (fresh2)")
+    p.add_argument("--exclude", nargs="*", default=[], help="sets whose documents to leave out")
     a = sub.add_parser("answer")
     a.add_argument("--passages", default="/tmp/longqa-cite/fresh_written.jsonl")
     a.add_argument("--model", default="qwen2.5-coder-1.5b")
@@ -163,6 +168,7 @@ def main() -> None:
     b.add_argument("--written", default="/tmp/longqa-cite/fresh_written.jsonl")
     b.add_argument("--answers", default="")
     b.add_argument("--out", default=str(OUT))
+    b.add_argument("--split", default="fresh")
     args = ap.parse_args()
     {"passages": cmd_passages, "answer": cmd_answer, "build": cmd_build}[args.cmd](args)
 
