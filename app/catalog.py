@@ -53,6 +53,9 @@ class GeneratorSpec:
     # How many verified claims per answer the model checks by default (llm.entail_claims); 0
     # where the model was not measured as a judge (docs/citations.md, "The model's check").
     entail_claims: int = 0
+    # The model's probability of "Yes" at or above which its check confirms a claim
+    # (llm.entail_threshold); 0: its one-word reply decides (docs/citations.md, "A scored check").
+    entail_threshold: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,12 @@ def catalog_entail_claims(name: str) -> int:
     """The catalog's default for ``llm.entail_claims`` with this generator (0 outside it)."""
     spec = load_catalog().generators.get(name)
     return spec.entail_claims if spec is not None else 0
+
+
+def catalog_entail_threshold(name: str) -> float:
+    """The catalog's default for ``llm.entail_threshold`` with this generator (0 outside it)."""
+    spec = load_catalog().generators.get(name)
+    return spec.entail_threshold if spec is not None else 0.0
 
 
 def catalog_params_b(name: str) -> float | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from app.answering.modes import ModeResult, answer_lc, answer_rag
 from app.answering.prompts import lc_messages
-from app.catalog import catalog_entail_claims, catalog_params_b
+from app.catalog import catalog_entail_claims, catalog_entail_threshold, catalog_params_b
 from app.factories import build_asr, build_embedder, build_generator, engine_label
 from app.ingest import Ingestor, IngestReport, Progress, ingestor_from_settings, reconcile
 from app.llm import control
@@ -269,6 +269,11 @@ class QAService:
             return mine
         return catalog_entail_claims(self.generator.name) if mode == "rag" else 0
 
+    def entail_threshold(self) -> float:
+        """``llm.entail_threshold`` when set, else the catalog's value for the generator."""
+        mine = self.settings.llm.entail_threshold
+        return mine if mine is not None else catalog_entail_threshold(self.generator.name)
+
     def router_profile(self) -> ModelProfile:
         """The generator's profile the router uses: ``<data_dir>/router_profile.json`` when
         ``longqa calibrate`` wrote one for this model, else the published measurements or the
@@ -436,6 +441,7 @@ class QAService:
             recheck=cfg.recheck,
             on_restart=on_restart,
             entail_claims=self.entail_claims(),
+            entail_threshold=self.entail_threshold(),
         ), retrieval
 
     def _answer_lc(

@@ -64,6 +64,15 @@ class LLMSettings(_Section):
         "(docs/citations.md, 'Entailment').",
         ge=0,
     )
+    entail_threshold: float | None = Field(
+        None,
+        description="The model's check in RAG confirms a claim when its probability of 'Yes' (is "
+        "everything in the claim stated by the passage?) is at least this; 0: its one-word reply "
+        "decides; unset: the model catalog's value (chosen on a labelled set, docs/citations.md, "
+        "'A scored check'). Backends without token probabilities use the one-word reply.",
+        ge=0,
+        le=1,
+    )
     engine: Literal["auto", "xllamacpp", "native"] = Field(
         "auto",
         description="The embedded llama.cpp engine: 'xllamacpp' (prebuilt from PyPI, AVX2, the "

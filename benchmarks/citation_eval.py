@@ -13,6 +13,8 @@ Rules:
 - ``new``: ``app.answering.verify.check`` (the lexical screen, with the question);
 - ``new+entail``: the screen, then the model's own check (``app.answering.entail``) on the pairs
   that pass it; the model's verdicts are cached in ``--entail-out`` so a run can go in pieces.
+  ``--entail-threshold T`` asks the app's RAG form (``entail_scored``: a yes/no question, the
+  claim confirmed when P(Yes) >= T; docs/citations.md, "A scored check").
   ``--entail-form standalone`` (the RAG form: passage, question and claim in a prompt of their
   own) or ``followup`` (the LC form: the passage as the document in the LC prompt, the claim and
   its evidence sentence as the answer, then the check about that sentence, as ``confirm`` asks;
@@ -89,7 +91,7 @@ def _evidence(claim: str, passage: str) -> str:
 
 def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
     """The screen, then the model's check on the pairs that pass, cached by pair id."""
-    from app.answering.entail import entail_followup, entail_standalone
+    from app.answering.entail import entail_followup, entail_scored, entail_standalone
     from app.answering.prompts import lc_messages
     from app.catalog import load_catalog, resolve_generator
     from app.llm.llamacpp import LlamaCppGenerator
@@ -122,7 +124,11 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
             if state["calls"] >= args.entail_limit:
                 return True  # not checked in this run: counted as the screen says
             t0 = time.perf_counter()
-            if args.entail_form == "followup":
+            p = None
+            if args.entail_threshold > 0:  # the app's RAG form: P(Yes) against the threshold
+                t = args.entail_threshold
+                label, p, out = entail_scored(gen(), r["passage"], claim, r["question"], t)
+            elif args.entail_form == "followup":
                 quote = _evidence(claim, r["passage"])
                 msgs = lc_messages(r["question"], [(Path(r["doc"]).stem, r["passage"])])
                 where = f"the document's sentence “{quote}”"
@@ -134,6 +140,7 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
                 "id": r["id"],
                 "claim": claim,
                 "label": label,
+                "p": p,
                 "seconds": round(time.perf_counter() - t0, 2),
                 "prompt_tokens": out.prompt_tokens,
                 "completion_tokens": out.completion_tokens,
@@ -142,7 +149,10 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
             state["calls"] += 1
             with cache_path.open("a") as fh:
                 fh.write(json.dumps(e) + "\n")
-        return cache[r["id"]]["label"] == "supported"
+        e = cache[r["id"]]
+        if args.entail_threshold > 0:
+            return e.get("p") is not None and e["p"] >= args.entail_threshold
+        return e["label"] == "supported"
 
     verdict.cache = cache  # type: ignore[attr-defined]
     return verdict
@@ -157,6 +167,12 @@ def main() -> None:
     ap.add_argument("--entail-limit", type=int, default=0, help="most new model calls in this run")
     ap.add_argument("--entail-out", default="/tmp/longqa-cite/entail.jsonl")
     ap.add_argument("--entail-form", choices=["standalone", "followup"], default="standalone")
+    ap.add_argument(
+        "--entail-threshold",
+        type=float,
+        default=0.0,
+        help="the scored RAG check (llm.entail_threshold): P(Yes) >= this confirms; 0: the one-word form",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]
@@ -173,7 +189,10 @@ def main() -> None:
         false = [r for r in passing if r["label"] == 0]
         true = [r for r in passing if r["label"] == 1]
         random.Random(19).shuffle(true)
-        for r in false + true:
+        order = false + true
+        if args.entail_limit >= len(order):  # all of them: by passage, so the engine reuses it
+            order.sort(key=lambda r: r["passage"])
+        for r in order:
             rules["new+entail"](r)
     t0 = time.perf_counter()
     for r in rows:
@@ -219,6 +238,8 @@ def main() -> None:
             for split in splits:
                 got = [(by_id[i], e["label"]) for i, e in cache.items() if i in by_id]
                 got = [(r, lab) for r, lab in got if split == "all" or r["split"] == split]
+                if args.entail_threshold > 0:  # the verdict at this threshold, from the cached P(Yes)
+                    got = [(r, "supported" if rules["new+entail"](r) else "not") for r, _ in got]
                 t_ok = sum(1 for r, lab in got if r["label"] == 1 and lab == "supported")
                 t_n = sum(1 for r, _ in got if r["label"] == 1)
                 f_ok = sum(1 for r, lab in got if r["label"] == 0 and lab != "supported")

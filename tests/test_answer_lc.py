@@ -12,7 +12,7 @@ import pytest
 
 from app.answer_json import citation_json
 from app.answering.modes import CUT_MARK, answer_lc, lc_plan, middle_cut, split_parts
-from app.llm.base import Generation, Message
+from app.llm.base import Generation, Message, TokenChoices
 from pipeline.loaders import load_document
 from pipeline.types import Chunk, Document
 from tests.conftest import shared
@@ -325,3 +325,69 @@ def test_model_check_on_the_real_model_reads_only_the_request(smol) -> None:  # 
     assert out.cached_tokens >= first.prompt_tokens - 4
     assert parse("SUPPORTED.") == "supported" and parse(" Not stated") == "not_stated"
     assert parse("CONTRADICTED") == "contradicted" and parse("maybe") == "not_stated"
+
+
+def test_support_probability_reads_the_answer_tokens() -> None:
+    from app.answering.entail import support_probability
+
+    assert support_probability([("Yes", 0.6), ("No", 0.3), (" maybe", 0.1)]) == pytest.approx(2 / 3)
+    assert support_probability([("S", 0.2), ("NOT", 0.5), ("CON", 0.3)]) == pytest.approx(0.2)
+    assert support_probability([(" yes", 0.1), ("Not", 0.1), ("\n", 0.8)]) == pytest.approx(0.5)
+    assert support_probability([("Maybe", 0.9)]) == 0.0  # nothing that answers: never support
+
+
+@dataclass
+class ScoredReplies(Replies):
+    """Replies, and scripted first-token probabilities for the scored check's prompts."""
+
+    probs: list[list[tuple[str, float]]] = field(default_factory=list)
+
+    def first_token_probs(self, messages: Sequence[Message], n: int = 10) -> TokenChoices:
+        self.prompts.append(list(messages))
+        return TokenChoices(tuple(self.probs.pop(0)), Generation("", 10, 1, 0.01))
+
+
+def test_rag_scored_check_confirms_at_the_threshold() -> None:
+    """llm.entail_threshold: in RAG the model is asked a yes/no question about the cited passage
+    and the claim; the claim is confirmed when P(Yes) reaches the threshold, and the reason says
+    the probability. Threshold 0: the one-word reply to the standalone form decides."""
+    from app.answering.modes import answer_rag
+    from indexes.hybrid import Retrieved
+    from pipeline.types import Hit
+
+    doc, chunks = _gulf_doc()
+    hit = Retrieved(chunks[0], Hit("g1", 1.0, 0, "dense"), 1.0, None)
+    answer, q = "The old man taught the boy to fish [1].", "Who taught the boy?"
+    for yes, verified in ((0.8, True), (0.6, False)):
+        gen = ScoredReplies([answer], probs=[[("Yes", yes), ("No", 1 - yes)]])
+        res = answer_rag(q, [hit], {"gulf": doc}, gen, max_tokens=50, entail_claims=1, entail_threshold=0.7)
+        (c,) = res.citations
+        assert c.verified is verified and res.calls == 2
+        assert f"probability {yes:.2f}" in c.reason
+        assert ("at least 0.70" if verified else "under 0.70") in c.reason
+        system, user = gen.prompts[1]
+        assert "strict fact checker" in system.content and chunks[0].text in user.content
+        assert "Statement: The old man taught the boy to fish." in user.content
+        assert user.content.endswith("Yes or No.")
+    gen = ScoredReplies([answer, "SUPPORTED"])
+    (c,) = answer_rag(q, [hit], {"gulf": doc}, gen, max_tokens=50, entail_claims=1).citations
+    assert c.verified and "probability" not in c.reason and "Claim:" in gen.prompts[1][1].content
+
+
+def test_scored_check_on_the_real_model(smol) -> None:  # type: ignore[no-untyped-def]
+    """llama.cpp's first-token probabilities: the ten most likely, in order, the first the greedy
+    token, and the scored verdict follows the threshold."""
+    from app.answering.entail import entail_scored, scored_messages
+
+    doc, chunks = _gulf_doc()
+    claim, question = "The old man taught the boy to fish.", "Who taught the boy?"
+    msgs = scored_messages(chunks[0].text, claim, question)
+    choices = smol.first_token_probs(msgs)
+    probs = [p for _, p in choices.candidates]
+    assert len(probs) == 10 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    assert choices.candidates[0][0].strip() == smol.generate(msgs, max_tokens=1).text.strip()
+    assert choices.generation.prompt_tokens > 50 and choices.generation.completion_tokens == 1
+    label, p, out = entail_scored(smol, chunks[0].text, claim, question, 0.5)
+    assert p is not None and 0.0 <= p <= 1.0 and label == ("supported" if p >= 0.5 else "not_stated")
+    label, p, _ = entail_scored(smol, chunks[0].text, claim, question, 0.0)
+    assert p is None and label in ("supported", "contradicted", "not_stated")

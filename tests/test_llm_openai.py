@@ -137,3 +137,14 @@ def test_retries_with_backoff_until_the_server_answers(server: str) -> None:
             ).generate(QUESTION, max_tokens=4)
     finally:
         proxy.shutdown()
+
+
+def test_first_token_probabilities_from_a_real_server(server: str) -> None:
+    """logprobs/top_logprobs over the OpenAI API (the RAG scored citation check)."""
+    gen = OpenAICompatGenerator(server, ALIAS, timeout_s=120, retries=0)
+    choices = gen.first_token_probs(QUESTION, n=5)
+    probs = [p for _, p in choices.candidates]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    first = gen.generate(QUESTION, max_tokens=1).text
+    assert choices.candidates[0][0].strip() == first.strip()
+    assert choices.generation.prompt_tokens > 10

@@ -158,3 +158,13 @@ def test_settings_select_the_transformers_backend(tiny_dir: Path, tmp_path: Path
     assert isinstance(gen, TransformersGenerator)
     assert gen.context_window == 2048 and gen.device == "cpu"
     assert gen.generate([Message("user", "Hello there")], max_tokens=3).completion_tokens <= 3
+
+
+def test_first_token_probabilities_match_the_greedy_token(tiny_dir: Path) -> None:
+    gen = _gen(tiny_dir)
+    msgs = [Message("user", "Does the passage state it? Answer Yes or No.")]
+    choices = gen.first_token_probs(msgs, n=4)
+    probs = [p for _, p in choices.candidates]
+    assert len(probs) == 4 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    assert choices.candidates[0][0].strip() == gen.generate(msgs, max_tokens=1).text.strip()
+    assert choices.generation.completion_tokens == 1 and choices.generation.prompt_tokens > 5

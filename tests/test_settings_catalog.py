@@ -91,3 +91,23 @@ def test_model_check_default_comes_from_the_catalog() -> None:
     assert claims("qwen2.5-coder-1.5b", 0) == 0 and claims("smollm2-135m", 2) == 2
     # LC: the follow-up form confirmed every claim on the fresh set, so only when asked for.
     assert claims("qwen2.5-coder-1.5b", None, "lc") == 0 and claims("qwen2.5-coder-1.5b", 1, "lc") == 1
+
+
+def test_scored_check_threshold_comes_from_the_catalog() -> None:
+    """llm.entail_threshold unset: the catalog's value (0.6 for the default 1.5B, chosen on the
+    first fresh labelled set; 0, the one-word reply, elsewhere); set: the setting."""
+    from types import SimpleNamespace
+
+    from app.service import QAService
+
+    def threshold(model: str, setting: float | None) -> float:
+        svc = SimpleNamespace(
+            settings=Settings(llm={"entail_threshold": setting}), generator=SimpleNamespace(name=model)
+        )
+        return QAService.entail_threshold(svc)  # type: ignore[arg-type]
+
+    assert threshold("qwen2.5-coder-1.5b", None) == 0.6
+    assert threshold("smollm2-135m", None) == 0.0 and threshold("gpt-4o", None) == 0.0
+    assert threshold("qwen2.5-coder-1.5b", 0.0) == 0.0 and threshold("smollm2-135m", 0.8) == 0.8
+    with pytest.raises(ValueError):
+        Settings(llm={"entail_threshold": 1.5})

@@ -32,7 +32,7 @@ from app.answering.citations import (
     shown_text,
     strip_markers,
 )
-from app.answering.entail import entail_followup, entail_standalone
+from app.answering.entail import entail_followup, entail_scored
 from app.answering.prompts import (
     LC_SYSTEM,
     NOT_FOUND,
@@ -132,14 +132,16 @@ def confirm(
     mode: str,
     passages: Mapping[str, str] | None = None,
     question: str = "",
+    threshold: float = 0.0,
 ) -> ModeResult:
     """The model's check of the verified citations (``app/answering/entail.py``), at most
-    ``max_claims`` per answer: a citation whose claim the model does not call SUPPORTED is marked
+    ``max_claims`` per answer: a citation whose claim the model does not confirm is marked
     unverified, with the model's reply as the reason. RAG (``passages``: chunk id -> its text):
-    the cited passage and the claim in a prompt of their own, the form measured on the labelled
-    set (docs/citations.md); LC: on the answer's own cached prompt, so the document stays in the
-    KV cache for the next question. A claim its quote states word for word is not asked about
-    (``verify.verbatim``)."""
+    the cited passage and the claim in a prompt of their own, confirmed when the model's
+    probability that the passage states it reaches ``threshold`` (0, or a backend without token
+    probabilities: its one-word reply decides; docs/citations.md, "A scored check"); LC: on the
+    answer's own cached prompt, so the document stays in the KV cache for the next question. A
+    claim its quote states word for word is not asked about (``verify.verbatim``)."""
     if max_claims <= 0 or result.refused:
         return result
     gens: list[Generation] = []
@@ -149,16 +151,20 @@ def confirm(
             quote = " ".join(c.quote.split())[:300]
             where = f"source [{c.number}]" if mode == "rag" else f"the document's sentence “{quote}”"
             passage = (passages or {}).get(c.chunk_id or "")
+            p: float | None = None
             if passage is not None:
-                label, out = entail_standalone(gen, passage, c.claim, question)
+                label, p, out = entail_scored(gen, passage, c.claim, question, threshold)
             else:
                 label, out = entail_followup(gen, messages, result.generation.text, where, c.claim)
             gens.append(out)
+            odds = ""
+            if p is not None:
+                odds = f" (probability {p:.2f}, {'at least' if p >= threshold else 'under'} {threshold:.2f})"
             if label == "supported":
                 c = replace(
                     c,
                     model_check=label,
-                    reason=f"{c.reason}; the model, asked, confirmed that {where} states it",
+                    reason=f"{c.reason}; the model, asked, confirmed that {where} states it{odds}",
                 )
             else:
                 said = label.replace("_", " ")
@@ -167,7 +173,7 @@ def confirm(
                     verified=False,
                     verdict=label,
                     model_check=label,
-                    reason=f"asked whether {where} states the claim, the model replied: {said}",
+                    reason=f"asked whether {where} states the claim, the model replied: {said}{odds}",
                 )
         cites.append(c)
     if not gens:
@@ -197,6 +203,7 @@ def answer_rag(
     recheck: bool = False,
     on_restart: TextFn | None = None,
     entail_claims: int = 0,
+    entail_threshold: float = 0.0,
 ) -> ModeResult:
     # Order-preserving assembly: sources in document order (OP-RAG), numbered from 1.
     ordered = sorted(retrieved, key=lambda r: (r.chunk.doc_id, r.chunk.span.start))
@@ -217,7 +224,7 @@ def answer_rag(
     if recheck:
         result = _recheck(result, messages, "rag", gen, max_tokens, temperature, on_text, on_restart, cited)
     passages = {s.chunk.chunk_id: s.text for s in sources if s.chunk is not None}
-    return confirm(result, messages, gen, entail_claims, "rag", passages, question)
+    return confirm(result, messages, gen, entail_claims, "rag", passages, question, entail_threshold)
 
 
 # -- fitting long documents ----------------------------------------------------------------

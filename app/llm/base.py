@@ -45,6 +45,16 @@ class Generation:
     first_token_s: float = 0.0  # time to first token: prefill of the uncached prompt tokens
 
 
+@dataclass(frozen=True)
+class TokenChoices:
+    """The most likely first tokens after a prompt, with their probabilities (``first_token_probs``
+    of the backends that can read them: llama.cpp's ``n_probs``, OpenAI's ``top_logprobs``, the
+    transformers logits). ``generation`` counts the call (one token decoded)."""
+
+    candidates: tuple[tuple[str, float], ...]
+    generation: Generation
+
+
 class LLMError(LongqaError, RuntimeError):
     """The backend failed: ``reason`` names the backend, ``fix`` what to do (when one is known;
     the app adds advice for the configured backend to those without)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -36,6 +37,7 @@ from app.llm.base import (
     LLMError,
     Message,
     SpeedMeter,
+    TokenChoices,
     check_window,
     render_with_mark,
     split_at_mark,
@@ -417,6 +419,44 @@ class LlamaCppGenerator(DecodingLoop):
             return self._prepare_prefix(tokens, n_prefix, progress)
 
     # -- generation ---------------------------------------------------------------------
+    def first_token_probs(self, messages: Sequence[Message], n: int = 10) -> TokenChoices:
+        """The ``n`` most likely first tokens of the reply and their probabilities (one token
+        decoded, greedy; the prompt's marked prefix is reused as in ``generate``)."""
+        with self._lock:
+            t0 = time.perf_counter()
+            tokens, n_prefix = self._render(messages)
+            check_window(self.name, len(tokens), self.context_window)
+            pre = self._prepare_prefix(tokens, n_prefix, None)
+            body = {
+                "prompt": tokens,
+                "n_predict": 1,
+                "n_probs": n,
+                "temperature": 0.0,
+                "seed": self._seed,
+                "cache_prompt": True,
+                "id_slot": 0,
+            }
+            self._live = []
+            got = self._post("/completion", body)
+            self._live = list(tokens)
+            timings = got.get("timings") or {}
+            self._record_speed(timings)
+            probs = got.get("completion_probabilities") or [{}]
+            top = probs[0].get("top_logprobs") or []
+            seconds = time.perf_counter() - t0
+        cands = tuple((str(t.get("token", "")), math.exp(float(t.get("logprob", -1e9)))) for t in top)
+        cached = max(pre.reused_tokens, int(timings.get("cache_n", 0)))
+        gen = Generation(
+            text=str(got.get("content") or ""),
+            prompt_tokens=len(tokens),
+            completion_tokens=int(timings.get("predicted_n", 1)),
+            seconds=seconds,
+            cached_tokens=cached,
+            finish_reason="length",
+            first_token_s=seconds,
+        )
+        return TokenChoices(cands, gen)
+
     def _to_read(self, tokens: Sequence[int], n_prefix: int) -> int:
         """Prompt tokens the engine will evaluate: those after what its slot holds, or after
         the prefix when that is saved in memory or on disk."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 
 from app.llm import control
-from app.llm.base import DecodingLoop, Generation, LLMError, Message, SpeedMeter, plain_messages
+from app.llm.base import DecodingLoop, Generation, LLMError, Message, SpeedMeter, TokenChoices, plain_messages
 
 CHARS_PER_TOKEN = 4  # English text, when no tokenizer for the served model is given
 
@@ -249,6 +250,57 @@ class OpenAICompatGenerator(DecodingLoop):
                     first_token_s=first_s,
                 )
             )
+
+    def first_token_probs(self, messages: Sequence[Message], n: int = 10) -> TokenChoices:
+        """The ``n`` most likely first tokens of the reply (``logprobs``/``top_logprobs``, which
+        vLLM, SGLang, llama.cpp's server and OpenAI's API return; at most 20 there)."""
+        payload: dict[str, Any] = {
+            "model": self.name,
+            "messages": plain_messages(messages),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "seed": self.seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "logprobs": True,
+            "top_logprobs": min(n, 20),
+        }
+        control.check()
+        t0 = time.perf_counter()
+        resp = self._open_stream(payload)
+        top: list[dict[str, Any]] = []
+        usage: dict[str, Any] = {}
+        text = ""
+        try:
+            for event in self._events(resp):
+                if event.get("error"):
+                    raise LLMError(f"the LLM server at {self.base_url} failed: {str(event['error'])[:300]}")
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or []:
+                    text += (choice.get("delta") or {}).get("content") or ""
+                    content = (choice.get("logprobs") or {}).get("content") or []
+                    if content and not top:
+                        top = list(content[0].get("top_logprobs") or [])
+        finally:
+            resp.close()
+        if not top:
+            raise self._error(
+                f"the LLM server at {self.base_url} returned no token probabilities",
+                "use a server that returns logprobs (vLLM, SGLang, llama.cpp), or llm.entail_threshold = 0",
+            )
+        seconds = time.perf_counter() - t0
+        cands = tuple((str(t.get("token", "")), math.exp(float(t.get("logprob", -1e9)))) for t in top)
+        details = usage.get("prompt_tokens_details") or {}
+        gen = Generation(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 1),
+            seconds=seconds,
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            finish_reason="length",
+            first_token_s=seconds,
+        )
+        return TokenChoices(cands, gen)
 
     def models(self) -> list[str]:
         """Model names the server serves (GET /models)."""

@@ -30,6 +30,7 @@ from app.llm.base import (
     LLMError,
     Message,
     SpeedMeter,
+    TokenChoices,
     check_window,
     render_with_mark,
     split_at_mark,
@@ -272,6 +273,34 @@ class TransformersGenerator(DecodingLoop):
         return int(self._torch.multinomial(probs, 1, generator=self._gen))
 
     # -- generation ---------------------------------------------------------------------------
+    def first_token_probs(self, messages: Sequence[Message], n: int = 10) -> TokenChoices:
+        """The ``n`` most likely first tokens of the reply and their probabilities (the whole
+        prompt read afresh: the checks that ask this are short prompts of their own)."""
+        from transformers import DynamicCache
+
+        with self._lock:
+            t0 = time.perf_counter()
+            tokens, _ = self._render(messages)
+            check_window(self.name, len(tokens), self.context_window)
+            logits = self._forward(tokens, DynamicCache())
+            probs = self._torch.softmax(logits.float().cpu(), dim=-1)
+            top = self._torch.topk(probs, min(n, probs.shape[-1]))
+            cands = tuple(
+                (str(self._tok.decode([int(i)])), float(p))
+                for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+            )
+            seconds = time.perf_counter() - t0
+            self._speed.record(len(tokens), seconds, 1, seconds)
+        gen = Generation(
+            text=cands[0][0] if cands else "",
+            prompt_tokens=len(tokens),
+            completion_tokens=1,
+            seconds=seconds,
+            finish_reason="length",
+            first_token_s=seconds,
+        )
+        return TokenChoices(cands, gen)
+
     def _run(
         self,
         messages: Sequence[Message],
