@@ -141,3 +141,31 @@ def test_catalog_models_get_their_size_class_and_a_calibrated_profile_keeps_it(t
     )
     got = model_profile("qwen2.5-coder-1.5b", 1.5, calibrated=path)
     assert got.source == "calibrated" and got.params_b == 1.5
+
+
+def test_a_calibrated_model_is_routed_by_its_advantage_on_the_question_type() -> None:
+    """A profile ``longqa calibrate`` measured per task type: the policy reads the advantage of
+    the question's type (weighed by the classifier's belief), so a deficit measured on
+    unanswerable questions does not send lookups to RAG. Published and prior profiles keep the
+    mean over types, as the policy was trained."""
+    by_task = {"hallu": -0.28, "comp": -0.07, "location": 0.02, "reasoning": 0.02}
+    point = LengthPoint(3_700, -0.076, 0.04, 92, by_task)
+    cal = ModelProfile("m", 1.5, None, (point,), "calibrated", "2026-12-07T04:05:36")
+    published = ModelProfile("m", 1.5, None, (point,), "published LaRA answers")
+
+    def feats(profile: ModelProfile, probs: dict[str, float]) -> dict[str, float]:
+        qt = QTypePrediction(max(probs, key=probs.__getitem__), probs, ())
+        return policy_features(
+            qt, profile, doc_tokens=3_700, doc_digit_share=0.0, retrieval=None, cached=False
+        )
+
+    lookup = {"location": 0.9, "reasoning": 0.1, "comp": 0.0, "hallu": 0.0}
+    unanswerable = {"location": 0.0, "reasoning": 0.0, "comp": 0.2, "hallu": 0.8}
+    assert feats(cal, lookup)["model_lc_adv"] == pytest.approx(0.02)
+    assert feats(cal, unanswerable)["model_lc_adv"] == pytest.approx(0.2 * -0.07 + 0.8 * -0.28)
+    assert feats(cal, lookup)["q_location_x_adv"] == pytest.approx(0.9 * 0.02)
+    for probs in (lookup, unanswerable):
+        f = feats(published, probs)
+        assert f["model_lc_adv"] == pytest.approx(-0.076)
+        assert f["q_hallu_x_adv"] == pytest.approx(probs["hallu"] * -0.076)
+        assert f["q_hallu_x_tadv"] == pytest.approx(probs["hallu"] * -0.28)

@@ -267,6 +267,14 @@ def digit_share(texts: Sequence[str], sample_chars: int = 100_000) -> float:
     return round(sum(ch.isdigit() for p in parts for ch in p) / total, 5) if total else 0.0
 
 
+def task_aware(model: ModelProfile) -> bool:
+    """Whether the router reads the profile's per-task advantages: only for a profile that
+    ``longqa calibrate`` measured on the user's own model (docs/router.md, "Per task, for a
+    calibrated model"). Published and prior profiles give the policy the mean over task types, as
+    it was trained (per-task values did not help on LaRA's 13 models)."""
+    return model.source == "calibrated" and any(p.by_task for p in model.points)
+
+
 def policy_features(
     qt: QTypePrediction,
     model: ModelProfile | None,
@@ -283,19 +291,25 @@ def policy_features(
     Without ``retrieval``, the evidence features take ``retrieval_defaults`` (``ret_missing`` = 1).
     The model's advantage is the profile's at this document's length, less ``uncertainty_penalty``
     x its uncertainty (an uncertain profile leans to RAG); ``q_<type>_x_tadv`` weigh each question
-    type by the profile's advantage on that type."""
+    type by the profile's advantage on that type. For a calibrated profile with per-task values
+    (``task_aware``), ``model_lc_adv`` and ``q_<type>_x_adv`` take those too."""
     model = model or ModelProfile()
     adv = model.advantage_at(doc_tokens, uncertainty_penalty)
     if adv is None:
         adv = (default_lc_advantage or {}).get(size_class(model.params_b), 0.0)
     f: dict[str, float] = {f"q_{t}": qt.probs.get(t, 0.0) for t in QTYPES}
+    tadvs = {t: model.task_advantage_at(doc_tokens, t, uncertainty_penalty) for t in QTYPES}
+    tadvs = {t: adv if v is None else v for t, v in tadvs.items()}
+    if task_aware(model):
+        # A calibration measured this model per task type: the advantage that counts for this
+        # question is its type's (weighed by the classifier's belief), not the mean over types.
+        adv = sum(f[f"q_{t}"] * tadvs[t] for t in QTYPES) / max(sum(f[f"q_{t}"] for t in QTYPES), 1e-9)
     f["model_lc_adv"] = adv
     f["model_adv_sd"] = model.sd_at(doc_tokens)
     f["model_log_params"] = math.log10(model.params_b) if model.params_b else 1.0
     for t in QTYPES:
-        f[f"q_{t}_x_adv"] = f[f"q_{t}"] * adv
-        tadv = model.task_advantage_at(doc_tokens, t, uncertainty_penalty)
-        f[f"q_{t}_x_tadv"] = f[f"q_{t}"] * (adv if tadv is None else tadv)
+        f[f"q_{t}_x_adv"] = f[f"q_{t}"] * (tadvs[t] if task_aware(model) else adv)
+        f[f"q_{t}_x_tadv"] = f[f"q_{t}"] * tadvs[t]
     f["doc_digits"] = doc_digit_share if doc_digit_share is not None else 0.0
     f["doc_log_ktokens"] = math.log2(max(doc_tokens, 1) / 1000)
     ev = retrieval or retrieval_defaults
