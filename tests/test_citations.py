@@ -194,6 +194,38 @@ def test_model_prose_about_sources_is_not_shown() -> None:
     assert text == "Almost 5000 data breaches have occurred since 2005 [1]." and cites[0].verified
 
 
+def test_source_talk_naming_which_source_is_not_shown() -> None:
+    """The 1.5B wrote "..., as stated in the first source [1]." in a LaRA answer (2026-12-07):
+    talk that names a source by its order is the model's word too; the marker stays."""
+    for answer, shown in (
+        (
+            "Almost 5000 data breaches have occurred since 2005, as stated in the first source [1].",
+            "Almost 5000 data breaches have occurred since 2005 [1].",
+        ),
+        (
+            "According to the second excerpt, almost 5000 data breaches have occurred since 2005 [1].",
+            "Almost 5000 data breaches have occurred since 2005 [1].",
+        ),
+        (
+            "Almost 5000 data breaches have occurred since 2005, as shown in source 2 [1].",
+            "Almost 5000 data breaches have occurred since 2005 [1].",
+        ),
+    ):
+        text, c, _ = _verdict(answer)
+        assert text == shown and c.verified
+        assert c.claim == "Almost 5000 data breaches have occurred since 2005."
+    text, cites = cite(
+        "Almost 5000 data breaches have occurred since 2005 [1]. "
+        "This is confirmed by the first document [1].",
+        [_p5()],
+        question=QUESTION,
+    )
+    assert text == "Almost 5000 data breaches have occurred since 2005 [1]."
+    # A person's word is the document's content, not talk about sources.
+    text, _c, _ = _verdict("According to Smith, almost 5000 data breaches have occurred since 2005 [1].")
+    assert text.startswith("According to Smith,")
+
+
 def test_every_citation_carries_a_verdict_and_reason_in_json() -> None:
     from app.answer_json import citation_json
 

@@ -41,19 +41,31 @@ def claim_of(sentence: str) -> str:
     # The talk first: "where" alone would take "on page 99" out of "as verified on page 99" and
     # leave "as verified" in the claim.
     text = _WHERE.sub("", SOURCE_TALK.sub(" ", _MARKER.sub("", sentence)))
-    return _close_gaps(re.sub(r"\s{2,}", " ", text)).strip(" ,;:")
+    return _capital_kept(sentence, _close_gaps(re.sub(r"\s{2,}", " ", text)).strip(" ,;:"))
 
 
 def shown_sentence(sentence: str) -> str:
     """A sentence as shown: without the model's talk about sources ("as verified on page 99",
     "(verified)"), which the answer must not present as fact."""
-    return _close_gaps(re.sub(r"[ \t]{2,}", " ", SOURCE_TALK.sub(" ", sentence))).rstrip(" ,;:")
+    shown = _close_gaps(re.sub(r"[ \t]{2,}", " ", SOURCE_TALK.sub(" ", sentence))).strip(" ,;:")
+    return _capital_kept(sentence, shown)
+
+
+def _capital_kept(original: str, text: str) -> str:
+    """A sentence whose opening words were taken out ("According to the third excerpt, the
+    reactor ...") starts with a capital again."""
+    first = original.lstrip()[:1]
+    if text[:1].islower() and first.isupper() and not original.lstrip().startswith(text[:8]):
+        return text[0].upper() + text[1:]
+    return text
 
 
 def _close_gaps(text: str) -> str:
     """Punctuation left stranded where words were taken out: no space before it, and a comma,
-    semicolon or colon just before the sentence's end goes ("in 1964, ." -> "in 1964.")."""
-    return re.sub(r"([,;:])\s*([.!?])", r"\2", re.sub(r"\s+([,.;:!?])", r"\1", text))
+    semicolon or colon just before the sentence's end or a citation marker goes ("in 1964, ." ->
+    "in 1964.", "was paid, [2]." -> "was paid [2].")."""
+    text = re.sub(r"([,;:])\s*([.!?])", r"\2", re.sub(r"\s+([,.;:!?])", r"\1", text))
+    return re.sub(r"[,;:]\s*(\[\d)", r" \1", text)
 
 
 def shown_text(answer: str) -> str:
@@ -64,8 +76,11 @@ def shown_text(answer: str) -> str:
 
 def is_meta(sentence: str) -> bool:
     """A sentence that only talks about sources ("This is stated in the text on page 7489.")."""
-    words = [w for w in terms(_WHERE.sub("", _MARKER.sub("", sentence))) if not w.isdigit()]
-    return bool(words) and all(w in META_WORDS for w in words)
+    bare = _MARKER.sub("", sentence)
+    if not [w for w in terms(bare) if not w.isdigit()]:
+        return False
+    rest = [w for w in terms(_WHERE.sub("", SOURCE_TALK.sub(" ", bare))) if not w.isdigit()]
+    return all(w in META_WORDS for w in rest)
 
 
 @dataclass(frozen=True)

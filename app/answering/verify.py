@@ -128,16 +128,25 @@ _OPPOSITE = {a: b for a, b in _PAIRS} | {b: a for a, b in _PAIRS}
 
 # Talk about sources: the model's own words about where (or that) something is written. Not a
 # claim about the material: stripped from the claim, and from the text shown (see citations.py).
+# "the first source", "the 2nd passage", "the above excerpt": which source, in the model's words.
+_WHICH = (
+    r"(?:(?:the|this|that)\s+)?(?:(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
+    r"last|same|above|given|provided|cited|retrieved|\d+(?:st|nd|rd|th))\s+)?"
+)
+_WHERE_WORDS = r"(?:sources?|documents?|texts?|passages?|excerpts?)"
 SOURCE_TALK = re.compile(
     r"\(?\b(?:as\s+)?(?:verified|confirmed|stated|shown|noted|mentioned|cited|written|documented|"
     r"described|reported|given|found|listed|explained|indicated|seen)\s+(?:on|in|at|by)\s+"
-    r"(?:the\s+)?(?:pages?|p\.|pp\.|sections?|lines?|paragraphs?|sources?|documents?|texts?|passages?)"
-    r"(?:\s*(?:\d+|\[\d+\])(?:\s*(?:[-–]|and|,)\s*\d+)*)?\)?"
+    + _WHICH
+    + r"(?:pages?|p\.|pp\.|sections?|lines?|paragraphs?|sources?|documents?|texts?|passages?|excerpts?)"
+    r"(?:\s*\d+(?:\s*(?:[-–]|and|,)\s*\d+)*)?\)?"
     r"|\(?\b(?:see|cf\.?|on|at|per|according\s+to|from)\s+(?:pages?|p\.|pp\.)\s*\d+(?:\s*[-–]\s*\d+)?\)?"
+    # "According to the third excerpt, ..." at a sentence's start or in its middle.
+    r"|\b(?:according\s+to|based\s+on)\s+" + _WHICH + _WHERE_WORDS + r"(?:\s*\d+)?\s*,?"
     r"|\(\s*(?:verified|confirmed|source(?:d)?|cited)\s*\)"
     r"|\b(?:this|which|that|it)\s+(?:is|was|has\s+been|can\s+be)\s+(?:verified|confirmed|"
-    r"stated|shown|documented|supported|cited)\b(?:\s+(?:by|in)\s+(?:the\s+)?(?:sources?|documents?|"
-    r"texts?|passages?|excerpts?)\b|(?=\s*(?:[.,;)]|$)))"
+    r"stated|shown|documented|supported|cited)\b(?:\s+(?:by|in)\s+" + _WHICH + _WHERE_WORDS + r"\b"
+    r"|(?=\s*(?:[.,;)]|$)))"
     r"|\b(?:verified|confirmed)\s*:\s*",
     re.IGNORECASE,
 )
