@@ -137,11 +137,42 @@ def plot(metrics: Metrics, rows: Sequence[ResultRow], out: Path) -> list[str]:
     return made
 
 
-def markdown(metrics: Metrics, title: str, plots: Sequence[str], config: dict) -> str:
-    lines = [f"# {title}", ""]
+# A shown citation the check did not verify: (item, mode, claim, reason).
+Unverified = tuple[str, str, str, str]
+SHOWN_UNVERIFIED = 50
+
+
+# What could make a table cell's text into markup: emphasis, code, links and images, HTML,
+# a cell break, and the app's Eval tab's Streamlit markers (``:red[...]``, ``$`` math).
+_MARKUP = re.compile(r"([\\`*_\[\]<>|~$&])")
+
+
+def _cell(text: object, limit: int = 200) -> str:
+    """Text from users, documents or models as a literal table cell: one line, at most
+    ``limit`` characters, every markdown and HTML marker escaped."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(text).split())[:limit])
+
+
+def unverified_citations(rows: Sequence[ResultRow]) -> list[Unverified]:
+    return [
+        (r.item_id, r.mode or r.mode_requested, str(v.get("claim", "")), str(v.get("reason", "")))
+        for r in rows
+        for v in r.verdicts
+        if not v.get("verified")
+    ]
+
+
+def markdown(
+    metrics: Metrics,
+    title: str,
+    plots: Sequence[str],
+    config: dict,
+    unverified: Sequence[Unverified] = (),
+) -> str:
+    lines = [f"# {_cell(title)}", ""]
     if config:
         lines += ["| setting | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in config.items()]
+        lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in config.items()]
         lines.append("")
     lines += [
         "## Per mode",
@@ -215,7 +246,7 @@ def markdown(metrics: Metrics, title: str, plots: Sequence[str], config: dict) -
             for m, row in rt.confusion.items():
                 lines.append(f"| {m} | " + " | ".join(str(row[lab]) for lab in ORACLE_LABELS) + " |")
         lines += ["", "Most frequent reasons:", ""]
-        lines += [f"- {n} × {reason}" for reason, n in list(rt.reasons.items())[:8]]
+        lines += [f"- {n} × {_cell(reason, 400)}" for reason, n in list(rt.reasons.items())[:8]]
     if metrics.judges is not None:
         j = metrics.judges
         lines += [
@@ -240,10 +271,25 @@ def markdown(metrics: Metrics, title: str, plots: Sequence[str], config: dict) -
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{PLOTS.get(p, p)}]({p})" for p in plots]
+    if unverified:
+        lines += [
+            "",
+            f"## Citations shown unverified ({len(unverified)})",
+            "",
+            "What the check said about each shown citation it did not verify (`verdicts` in "
+            "results.jsonl has every citation's).",
+            "",
+            "| item | mode | claim | why not verified |",
+            "|---|---|---|---|",
+        ]
+        for item, mode, claim, why in unverified[:SHOWN_UNVERIFIED]:
+            lines.append(f"| {_cell(item)} | {mode} | {_cell(claim)} | {_cell(why)} |")
+        if len(unverified) > SHOWN_UNVERIFIED:
+            lines.append(f"| … | | | {len(unverified) - SHOWN_UNVERIFIED} more in results.jsonl |")
     if metrics.errors:
         lines += ["", f"## Errors ({len(metrics.errors)})", "", "| item | mode | reason |", "|---|---|---|"]
         for item, mode, why in metrics.errors[:50]:
-            lines.append(f"| {item} | {mode} | {why.replace('|', '/')[:200]} |")
+            lines.append(f"| {_cell(item)} | {mode} | {_cell(why)} |")
         if len(metrics.errors) > 50:
             lines.append(f"| … | | {len(metrics.errors) - 50} more in results.jsonl |")
     return "\n".join(lines) + "\n"
@@ -253,7 +299,8 @@ def html(md: str, folder: Path, title: str) -> str:
     """The markdown as a self-contained HTML page (plots inlined as data URIs)."""
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark").enable("table").render(md)
+    # No raw HTML: the report holds text from documents, file names and models.
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
 
     def inline(m: re.Match[str]) -> str:
         p = folder / m.group(1)
@@ -283,7 +330,7 @@ def write_report(
     """Write report.md, report.html, the plots and summary.json into ``out``; returns report.md."""
     out.mkdir(parents=True, exist_ok=True)
     plots = plot(metrics, rows, out) if rows else []
-    md = markdown(metrics, title, plots, config or {})
+    md = markdown(metrics, title, plots, config or {}, unverified_citations(rows))
     (out / "report.md").write_text(md, encoding="utf-8")
     (out / "report.html").write_text(html(md, out, title), encoding="utf-8")
     (out / "summary.json").write_text(

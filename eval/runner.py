@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from app.answer_json import citation_json
 from app.ingest import stored_file
 from app.llm.base import LLMError
 from eval.choices import extract_letters, score
 from eval.datasets import EvalItem
 from eval.evidence import SentenceIndex, locate_evidence, retrieval_hit
 from eval.judge import DeterministicJudge, Judge, Verdict
-from pipeline.types import Mode
+from pipeline.types import Citation, Mode
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class ResultRow:
     # none; None in results written before they were recorded).
     first_citations: int | None = None
     first_verified: int | None = None
+    # Each shown citation's verdict: number, verified, verdict, reason, claim (the API's fields;
+    # empty in results written before they were recorded), so a run's misses can be read.
+    verdicts: list[dict] = field(default_factory=list)
     retrieval_hit: bool | None = None  # None: the gold evidence could not be located
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -233,6 +237,14 @@ def resolve_documents(svc, items: Sequence[EvalItem]) -> tuple[dict[str, str], d
     return ids, failed
 
 
+_VERDICT_KEYS = ("number", "verified", "verdict", "reason", "claim")
+
+
+def _verdict(c: Citation) -> dict:
+    full = citation_json(c)
+    return {k: full[k] for k in _VERDICT_KEYS}
+
+
 def run_eval(
     svc,
     items: Sequence[EvalItem],
@@ -327,6 +339,7 @@ def run_eval(
                 verified=sum(c.verified for c in ans.citations),
                 first_citations=len(first.citations),
                 first_verified=sum(c.verified for c in first.citations),
+                verdicts=[_verdict(c) for c in ans.citations],
                 retrieval_hit=recall.get(it.item_id),
                 prompt_tokens=ans.usage.prompt_tokens,
                 completion_tokens=ans.usage.completion_tokens,

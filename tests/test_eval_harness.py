@@ -82,6 +82,10 @@ def test_runner_records_errors_resumes_and_reports(tmp_path: Path, service) -> N
     assert good.first_citations is not None and good.first_verified is not None
     if not good.rechecked:  # no re-check: the first try is what was shown
         assert (good.first_citations, good.first_verified) == (good.citations, good.verified)
+    # Each shown citation's verdict and reason travel with the row.
+    assert len(good.verdicts) == good.citations
+    assert sum(v["verified"] for v in good.verdicts) == good.verified
+    assert all(v["verdict"] and v["reason"] for v in good.verdicts)
     auto = rows[("set:1", "auto")]
     assert auto.mode in ("rag", "lc") and auto.route_reason and "p_lc_better" in auto.route_features
     assert seen[-1][0] == seen[-1][1] == 10
@@ -148,6 +152,37 @@ def test_citation_figures_first_try_and_final(tmp_path: Path) -> None:
     assert cell.answers_with_citation == 75.0 and cell.answers_with_verified == 50.0
     text = write_report(compute(rows), rows, tmp_path).read_text()
     assert "| 75.0% (33.3%) of 4 | 75% / 50% |" in text
+
+
+def test_report_lists_unverified_citations_as_text(tmp_path: Path) -> None:
+    """Each shown citation the check did not verify is listed with its claim and reason; text from
+    documents, file names and models stays text in report.md and report.html (no HTML, no
+    links, no emphasis, no cell breaks)."""
+    from eval.runner import ResultRow
+
+    claim = 'The fee was <img src=x onerror="alert(1)"> *$5* | [see](http://evil.example) :red[now]'
+    verdicts = [
+        {"number": 1, "verified": True, "verdict": "verified", "reason": "states it", "claim": "ok"},
+        {
+            "number": 2,
+            "verified": False,
+            "verdict": "not_stated",
+            "reason": "model: No (0.12)",
+            "claim": claim,
+        },
+    ]
+    verdicts[1]["claim"] = claim
+    good = ResultRow("q1", "rag", "location", answer="x", citations=2, verified=1, verdicts=verdicts)
+    bad = ResultRow("q2<b>", "rag", "location", error="document '<script>alert(2)</script>.txt' not found")
+    out = tmp_path / "out"
+    md = write_report(compute([good, bad]), [good, bad], out, config={"dataset": "<i>mine</i>"}).read_text()
+    assert "## Citations shown unverified (1)" in md and "model: No (0.12)" in md
+    assert "| q1 | rag | The fee was \\<img" in md and "states it" not in md
+    page = (out / "report.html").read_text()
+    for raw in ("<img src=x", "<script", "<i>", "<a href", "<em>$5", "<b>"):
+        assert raw not in page, raw
+    assert "The fee was &lt;img src=x" in page and "*$5* | [see](http://evil.example) :red[now]" in page
+    assert "document '&lt;script&gt;alert(2)&lt;/script&gt;.txt' not found" in page
 
 
 @pytest.fixture
