@@ -221,6 +221,16 @@ def test_source_talk_naming_which_source_is_not_shown() -> None:
         question=QUESTION,
     )
     assert text == "Almost 5000 data breaches have occurred since 2005 [1]."
+    # The 1.5B on LaRA (2026-12-07): "... next morning. This is stated in [2]." The talk is not
+    # shown, its marker goes to the sentence before, and the claim checked is that sentence alone
+    # (it was "... next morning. This is stated in.", which the model check then rejected).
+    text, cites = cite(
+        "Almost 5000 data breaches have occurred since 2005. This is stated in [1].",
+        [_p5()],
+        question=QUESTION,
+    )
+    assert text == "Almost 5000 data breaches have occurred since 2005 [1]."
+    assert cites[0].claim == "Almost 5000 data breaches have occurred since 2005." and cites[0].verified
     # A person's word is the document's content, not talk about sources.
     text, _c, _ = _verdict("According to Smith, almost 5000 data breaches have occurred since 2005 [1].")
     assert text.startswith("According to Smith,")

@@ -208,7 +208,10 @@ def cite(
     for a, b in spans:
         sentence = answer[a:b]
         claim = claim_of(sentence)
-        if len(terms(claim)) < MIN_CLAIM_TERMS:
+        if prev_claim and is_meta(sentence):
+            # "This is stated in [2].": the claim is the sentence before's; the talk adds nothing.
+            claim = prev_claim
+        elif len(terms(claim)) < MIN_CLAIM_TERMS:
             claim = f"{prev_claim} {claim}".strip()
         cited = [n for m in _MARKER.finditer(sentence) for n in _marker_numbers(m.group(1))]
         cited = [n for n in dict.fromkeys(cited) if n in by_number]

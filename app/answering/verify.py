@@ -146,7 +146,8 @@ SOURCE_TALK = re.compile(
     r"|\(\s*(?:verified|confirmed|source(?:d)?|cited)\s*\)"
     r"|\b(?:this|which|that|it)\s+(?:is|was|has\s+been|can\s+be)\s+(?:verified|confirmed|"
     r"stated|shown|documented|supported|cited)\b(?:\s+(?:by|in)\s+" + _WHICH + _WHERE_WORDS + r"\b"
-    r"|(?=\s*(?:[.,;)]|$)))"
+    # ... or nothing after it but a dangling "in" ("This is stated in [2].", the marker gone).
+    r"|(?:\s+(?:in|by|on|at))?(?=\s*(?:[.,;)]|$)))"
     r"|\b(?:verified|confirmed)\s*:\s*",
     re.IGNORECASE,
 )
