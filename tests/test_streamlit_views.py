@@ -225,9 +225,15 @@ def test_reports_are_found_and_read(tmp_path: Path) -> None:
     (run / "plot.png").write_bytes(pymupdf.Pixmap(pymupdf.csRGB, (0, 0, 4, 4), False).tobytes("png"))
     (tmp_path / "notes.md").write_text("top-level report")
     (tmp_path / "ignored.bin").write_bytes(b"\0")
+    # An eval run keeps its library in <out>/library; its engine log, written last, is no report.
+    out = tmp_path / "eval-out"
+    (out / "library" / "logs").mkdir(parents=True)
+    (out / "report.md").write_text("# longqa eval\n")
+    (out / "library" / "longqa.db").write_bytes(b"")
+    (out / "library" / "logs" / "engine.log").write_text("llama.cpp started\n")
     reports = find_reports([tmp_path, tmp_path / "missing"])
     by_name = {r.name: r for r in reports}
-    assert set(by_name) == {"lara-2025/run1", "notes.md"}
+    assert set(by_name) == {"lara-2025/run1", "eval-out", "notes.md"}
     kinds = [f.kind for f in by_name["lara-2025/run1"].files]
     assert kinds == ["markdown", "image", "table", "table"]
     assert read_table(run / "scores.csv") == [{"mode": "rag", "acc": "0.5"}, {"mode": "lc", "acc": "0.6"}]

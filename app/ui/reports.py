@@ -61,6 +61,12 @@ def _files(folder: Path) -> list[ReportFile]:
     return sorted(out, key=lambda f: (ORDER[f.kind], f.path.name))
 
 
+def _skipped(folder: Path) -> bool:
+    """Hidden folders, and a longqa library (``longqa eval`` keeps one in ``<out>/library``):
+    its engine log is not a report, and being the newest file it was offered first."""
+    return folder.name.startswith(".") or (folder / "longqa.db").is_file()
+
+
 def find_reports(roots: list[Path]) -> list[Report]:
     """Report folders (and lone .md/.html reports) under ``roots``, newest first."""
     found: dict[Path, Report] = {}
@@ -83,7 +89,7 @@ def find_reports(roots: list[Path]) -> list[Report]:
                     if f.kind in ("markdown", "html"):
                         found[f.path] = Report(f.path.name, f.path, (f,), f.path.stat().st_mtime)
             if depth < MAX_DEPTH:
-                stack.extend((e, depth + 1) for e in entries if e.is_dir() and not e.name.startswith("."))
+                stack.extend((e, depth + 1) for e in entries if e.is_dir() and not _skipped(e))
     return sorted(found.values(), key=lambda r: -r.modified)
 
 
