@@ -171,7 +171,6 @@ def test_report_lists_unverified_citations_as_text(tmp_path: Path) -> None:
             "claim": claim,
         },
     ]
-    verdicts[1]["claim"] = claim
     good = ResultRow("q1", "rag", "location", answer="x", citations=2, verified=1, verdicts=verdicts)
     bad = ResultRow("q2<b>", "rag", "location", error="document '<script>alert(2)</script>.txt' not found")
     out = tmp_path / "out"

@@ -208,7 +208,8 @@ def cite(
     for a, b in spans:
         sentence = answer[a:b]
         claim = claim_of(sentence)
-        if prev_claim and is_meta(sentence):
+        meta = is_meta(sentence)
+        if prev_claim and meta:
             # "This is stated in [2].": the claim is the sentence before's; the talk adds nothing.
             claim = prev_claim
         elif len(terms(claim)) < MIN_CLAIM_TERMS:
@@ -233,7 +234,7 @@ def cite(
         for n in final:
             claims.setdefault(n, []).append(claim)
         text = shown_sentence(_MARKER.sub("", sentence).rstrip())
-        if is_meta(sentence) and shown:
+        if meta and shown:
             # Only talk about sources: not shown; its citations go with the sentence before.
             prev = shown[-1]
             new = [n for n in final if f"[{n}]" not in prev]
