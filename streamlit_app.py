@@ -42,7 +42,7 @@ from app.ui.library import (
     library_key,
     save_upload,
 )
-from app.ui.reports import find_reports, read_table
+from app.ui.reports import find_reports, read_table, split_images
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -1109,11 +1109,20 @@ def eval_tab(base: Settings, safe: bool = False) -> None:
         reports,
         format_func=lambda r: f"{r.name} ({time.strftime('%Y-%m-%d %H:%M', time.localtime(r.modified))})",
     )
+    shown: set[Path] = set()  # images a Markdown file put in its text are not shown again
     for f in chosen.files:
         try:
             if f.kind == "markdown":
-                st.markdown(f.path.read_text(encoding="utf-8", errors="replace"))
+                text = f.path.read_text(encoding="utf-8", errors="replace")
+                for piece in split_images(text, f.path.parent):
+                    if isinstance(piece, str):
+                        st.markdown(piece)
+                    else:
+                        st.image(str(piece.path), caption=piece.alt or piece.path.name)
+                        shown.add(piece.path)
             elif f.kind == "image":
+                if f.path.resolve() in shown:
+                    continue
                 st.image(str(f.path), caption=f.path.name)
             elif f.kind == "table":
                 st.markdown(f"**{f.path.name}**")

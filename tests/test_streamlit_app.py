@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pymupdf
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -194,9 +195,16 @@ def test_an_unreachable_llm_server_is_a_friendly_message(app_env: Path) -> None:
 def test_eval_tab_opens_a_report(app_env: Path) -> None:
     run = app_env / "reports" / "lara-32k"
     run.mkdir(parents=True)
-    (run / "summary.md").write_text("# Routed beats both\n\nAccuracy by mode.")
+    (run / "summary.md").write_text(
+        "# Routed beats both\n\nAccuracy by mode.\n\n![Accuracy plot](plot.png)\n\nAfter the plot."
+    )
     (run / "accuracy.csv").write_text("mode,accuracy\nrag,0.41\nlc,0.47\nrouted,0.49\n")
+    (run / "plot.png").write_bytes(pymupdf.Pixmap(pymupdf.csRGB, (0, 0, 4, 4), False).tobytes("png"))
     at = on_tab(new_app().run(), "Eval")
     assert not at.exception
     assert any("Routed beats both" in t for t in texts(at))
+    # The report's plot is shown where its Markdown puts it, once, not as its link's alt text.
+    assert not any("Accuracy plot" in t for t in texts(at))
+    assert any("After the plot" in t for t in texts(at))
+    assert [c for img in at.image for c in img.captions] == ["Accuracy plot"]
     assert list(at.dataframe[0].value["mode"]) == ["rag", "lc", "routed"]

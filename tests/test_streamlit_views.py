@@ -17,7 +17,7 @@ from app.settings import Settings
 from app.ui import sources as src
 from app.ui.errors import explain
 from app.ui.library import Library, RWLock, UIOptions, generator_key, size_label
-from app.ui.reports import find_reports, read_table
+from app.ui.reports import InlineImage, find_reports, read_table, split_images
 from pipeline.errors import NothingIngested
 from pipeline.types import Citation, Document, Span, TimedSegment
 
@@ -238,6 +238,28 @@ def test_reports_are_found_and_read(tmp_path: Path) -> None:
     assert kinds == ["markdown", "image", "table", "table"]
     assert read_table(run / "scores.csv") == [{"mode": "rag", "acc": "0.5"}, {"mode": "lc", "acc": "0.6"}]
     assert read_table(run / "preds.jsonl", limit=1) == [{"q": 1}]
+
+
+def test_report_images_are_cut_out_where_the_markdown_puts_them(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    png = pymupdf.Pixmap(pymupdf.csRGB, (0, 0, 4, 4), False).tobytes("png")
+    (run / "a.png").write_bytes(png)
+    (tmp_path / "outside.png").write_bytes(png)
+    md = (
+        "# Report\n\n![Accuracy by task](a.png)\n\ntext between\n\n"
+        '![titled](<a.png> "A title")\n'
+        "![remote](https://example.com/x.png) ![up](../outside.png) ![gone](missing.png)\n"
+    )
+    pieces = split_images(md, run)
+    assert pieces[0] == "# Report\n\n"
+    assert pieces[1] == InlineImage((run / "a.png").resolve(), "Accuracy by task")
+    assert pieces[2] == "\n\ntext between\n\n"
+    assert pieces[3] == InlineImage((run / "a.png").resolve(), "titled")
+    # A URL, a path outside the report's folder and a missing file stay as the Markdown has them.
+    assert pieces[4] == "\n![remote](https://example.com/x.png) ![up](../outside.png) ![gone](missing.png)\n"
+    assert len(pieces) == 5
+    assert split_images("no images here", run) == ["no images here"]
 
 
 def test_session_views_share_one_library_and_use_their_own_top_k(service, settings, smol) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -91,6 +92,35 @@ def find_reports(roots: list[Path]) -> list[Report]:
             if depth < MAX_DEPTH:
                 stack.extend((e, depth + 1) for e in entries if e.is_dir() and not _skipped(e))
     return sorted(found.values(), key=lambda r: -r.modified)
+
+
+# ![alt](target) or ![alt](<target>), with an optional "title"; only a target naming a file
+# of the report's own folder is taken (a URL or a path elsewhere stays as the Markdown has it).
+_IMAGE = re.compile(r'!\[([^\]\n]*)\]\(\s*<?([^()<>\s]+)>?(?:\s+"[^"\n]*")?\s*\)')
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    path: Path  # resolved, inside the report's folder
+    alt: str
+
+
+def split_images(markdown: str, folder: Path) -> list[str | InlineImage]:
+    """The Markdown cut at its links to images of ``folder``: text pieces, and in their place the
+    image files, so the app can show each where the report puts it (Streamlit resolves no
+    relative image path: the link showed as its alt text, and the image again at the end)."""
+    out: list[str | InlineImage] = []
+    at = 0
+    base = folder.resolve()
+    for m in _IMAGE.finditer(markdown):
+        target = (folder / m.group(2)).resolve()
+        if _kind(target) != "image" or target.parent != base or not target.is_file():
+            continue
+        out.append(markdown[at : m.start()])
+        out.append(InlineImage(target, m.group(1).strip()))
+        at = m.end()
+    out.append(markdown[at:])
+    return [x for x in out if not isinstance(x, str) or x.strip()]
 
 
 def read_table(path: Path, limit: int = 2000) -> list[dict[str, object]]:
