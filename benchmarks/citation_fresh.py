@@ -52,7 +52,7 @@ def cmd_passages(args: argparse.Namespace) -> None:
     rows = []
     for kind in ("book", "financial", "paper"):
         files = [f for f in sorted((root / kind).iterdir()) if f"lara128k/128k/{kind}/{f.name}" not in seen]
-        for f in rng.sample(files, PER_KIND):
+        for f in rng.sample(files, min(PER_KIND, len(files))):  # a third set finds 3 filings left
             runs = passage_runs(load_document(f).text, rng, PER_DOC, tries=6, min_chars=300, tidy=True)
             for j, text in enumerate(runs):
                 rows.append(
@@ -158,7 +158,12 @@ def main() -> None:
     p = sub.add_parser("passages")
     p.add_argument("--lara128", default="~/.cache/longqa/lara128k")
     p.add_argument("--out", default="/tmp/longqa-cite/fresh_passages.jsonl")
-    p.add_argument("--seed", type=int, default=2026_12_07, help="2026_12_08 for the second set (fresh2)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=2026_12_07,
+        help="2026_12_08 for the second set (fresh2), 2026_12_09 for the third (fresh3)",
+    )
     p.add_argument("--exclude", nargs="*", default=[], help="sets whose documents to leave out")
     a = sub.add_parser("answer")
     a.add_argument("--passages", default="/tmp/longqa-cite/fresh_written.jsonl")
