@@ -45,11 +45,26 @@ def yesno_evidence_messages(passage: str, claim: str, question: str = "") -> lis
     return scored_messages(evidence(claim, passage, keep=3), claim, question)
 
 
+def yesno_answer_messages(passage: str, claim: str, question: str = "") -> list[Message]:
+    """The claim as a proposed answer to the question (a short answer such as "At ICLR 2021."
+    leans on the question's subject, which the statement form leaves the model to supply)."""
+    from app.answering.entail import SCORE_SYSTEM
+
+    user = (
+        f"Passage:\n{passage}\n\nQuestion: {question}\nProposed answer: {claim}\n\n"
+        "Does the passage state this answer to the question, with the same names, numbers, units, "
+        "dates, negations, comparisons and roles (who did what to whom), and nothing the passage "
+        "does not say? Answer Yes or No."
+    )
+    return [Message("system", SCORE_SYSTEM), Message("user", user)]
+
+
 PROMPTS = {
     "standalone": standalone_messages,
     "yesno": scored_messages,
     "evidence": evidence_messages,
     "yesno_evidence": yesno_evidence_messages,
+    "yesno_answer": yesno_answer_messages,
 }
 
 
