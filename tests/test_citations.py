@@ -280,3 +280,48 @@ def test_verbatim_copies_need_no_model_check() -> None:
     assert not verbatim("The IBM MT/ST was introduced in 1964", passage)  # a word added
     assert not verbatim("Typewriter), introduced in 1965, combined", passage)
     assert not verbatim("introduced in 1964", passage)  # too short to count as a copy
+
+
+def test_a_full_stop_after_an_abbreviation_does_not_end_the_claim(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Answers of the 1.5B on a third fresh set were cut at "C.H." and "Mrs.": "The DOT licenses
+    C.H." and "Robinson to arrange ..." were checked as two claims, neither a full one."""
+    from pipeline.textspan import sentence_spans
+
+    def split(t: str) -> list[str]:
+        return [t[a:b] for a, b in sentence_spans(t)]
+
+    assert split("The DOT licenses C.H. Robinson to arrange transport. It is fine.") == [
+        "The DOT licenses C.H. Robinson to arrange transport.",
+        "It is fine.",
+    ]
+    assert split("Mrs. Parker asked Isabella. Dr. Lee agreed.") == [
+        "Mrs. Parker asked Isabella.",
+        "Dr. Lee agreed.",
+    ]
+    assert split("Christiano et al. (2022) introduced ELK. See Fig. 3 and No. 5.") == [
+        "Christiano et al. (2022) introduced ELK.",
+        "See Fig. 3 and No. 5.",
+    ]
+    # Before a word that opens sentences, the same full stops do end one.
+    assert split("It sells in the U.S. The company grew. Block, Inc. reported a loss.") == [
+        "It sells in the U.S.",
+        "The company grew.",
+        "Block, Inc. reported a loss.",
+    ]
+    assert split("He paid $4.5 million.\n\nNext") == ["He paid $4.5 million.", "Next"]
+
+    f = tmp_path / "robinson.txt"
+    f.write_text(
+        "C.H. Robinson is licensed by the DOT to arrange for the transportation of property by motor "
+        "vehicle. It also holds other licenses.",
+        encoding="utf-8",
+    )
+    doc = load_document(f)
+    text, cites = cite(
+        "The DOT licenses C.H. Robinson to arrange for the transportation of property by motor vehicle [1].",
+        [Source(1, doc, Span(0, len(doc.text)))],
+    )
+    assert [(c.number, c.claim) for c in cites] == [
+        (1, "The DOT licenses C.H. Robinson to arrange for the transportation of property by motor vehicle.")
+    ]
+    assert text.startswith("The DOT licenses C.H. Robinson")
