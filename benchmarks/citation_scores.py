@@ -119,10 +119,13 @@ def _wordy(reason: str) -> bool:
 
 def cmd_rules(args: argparse.Namespace) -> None:
     rows = [json.loads(x) for x in Path(args.data).read_text().splitlines() if x.strip()]
-    sc = {}
+    sc: dict[str, float] = {}
     for x in Path(args.scores).read_text().splitlines():
         e = json.loads(x)
         sc[e["id"]] = e["p"]
+    if args.scores2:  # the app's two wordings: the mean of the two forms' probabilities
+        other = {json.loads(x)["id"]: json.loads(x)["p"] for x in Path(args.scores2).read_text().splitlines()}
+        sc = {k: (v + other[k]) / 2 for k, v in sc.items() if k in other}
     rows = [r for r in rows if r["id"] in sc]
     screen = [check(_MARKER.sub("", r["claim"]), r["passage"], r["question"]) for r in rows]
     copy = [verbatim(claim_of(r["claim"]), r["passage"]) for r in rows]
@@ -176,6 +179,7 @@ def main() -> None:
     r = sub.add_parser("rules")
     r.add_argument("--data", required=True)
     r.add_argument("--scores", required=True)
+    r.add_argument("--scores2", default="", help="a second form's scores: rules on the mean of the two")
     r.add_argument("--thresholds", type=float, nargs="*", default=[0.3, 0.5, 0.7, 0.8, 0.9, 0.95])
     r.add_argument("--kinds", type=float, default=0.0, help="per-kind table at this threshold")
     args = ap.parse_args()
