@@ -7,6 +7,9 @@ papers, disjoint from the 32k ones), and its claims were written by a reader who
 the verifier's code or its errors (true paraphrases, and false claims of every kind in their own
 words), plus real answers of the embedded model to that reader's questions, labelled by the same
 reader by the rule of docs/citations.md. The figures are computed once, with the shipped setting.
+Three sets were made so: ``citation_fresh.jsonl`` (seed 2026_12_07, now the dev set),
+``citation_fresh2.jsonl`` (2026_12_08) and ``citation_fresh3.jsonl`` (2026_12_09), each with
+``--exclude`` of the sets before it and ``build --split fresh2`` / ``fresh3``.
 
     # 1. passages (fixed seed) from the unpacked 128k archive (../shared/data/README.md)
     .venv/bin/python -m benchmarks.citation_fresh passages --lara128 ~/.cache/longqa/lara128k \\
