@@ -117,14 +117,16 @@ def _wordy(reason: str) -> bool:
     return reason.startswith(("the passage lacks", "the passage holds only"))
 
 
+def _scores(path: str) -> dict[str, float]:
+    """Pair id -> P(supported), from a ``score`` output file."""
+    return {e["id"]: e["p"] for e in map(json.loads, Path(path).read_text().splitlines())}
+
+
 def cmd_rules(args: argparse.Namespace) -> None:
     rows = [json.loads(x) for x in Path(args.data).read_text().splitlines() if x.strip()]
-    sc: dict[str, float] = {}
-    for x in Path(args.scores).read_text().splitlines():
-        e = json.loads(x)
-        sc[e["id"]] = e["p"]
-    if args.scores2:  # the app's two wordings: the mean of the two forms' probabilities
-        other = {json.loads(x)["id"]: json.loads(x)["p"] for x in Path(args.scores2).read_text().splitlines()}
+    sc = _scores(args.scores)
+    if args.scores2:  # two wordings: the mean of the two forms' probabilities
+        other = _scores(args.scores2)
         sc = {k: (v + other[k]) / 2 for k, v in sc.items() if k in other}
     rows = [r for r in rows if r["id"] in sc]
     screen = [check(_MARKER.sub("", r["claim"]), r["passage"], r["question"]) for r in rows]

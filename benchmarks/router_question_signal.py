@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from app.routing.qtype import train_qtype  # noqa: E402
 from benchmarks.router_crosslength import load  # noqa: E402
 from eval.lara import TASKS, per_task_oracle  # noqa: E402
+from eval.router_study import PolicyResult, pick  # noqa: E402
 
 
 def lean(study):  # type: ignore[no-untyped-def]
@@ -48,14 +49,11 @@ def lean(study):  # type: ignore[no-untyped-def]
 def oracle_accuracy(study, mode_of) -> float:  # type: ignore[no-untyped-def]
     """Mean over the paper's models of the mean task accuracy when each case takes mode_of(case)."""
     orc = per_task_oracle(study.paper)
-    accs = []
-    for m in sorted({c.model for c in study.cases} & set(orc)):
-        per: dict[str, list[bool]] = {}
-        for c in study.cases:
-            if c.model == m:
-                per.setdefault(c.q.task, []).append(c.lc_ok if mode_of(orc[m], c) == "lc" else c.rag_ok)
-        accs.append(np.mean([100 * np.mean(v) for t, v in per.items() if t in TASKS]))
-    return float(np.mean(accs))
+    res = PolicyResult("per-task")
+    for c in study.cases:
+        if c.model in orc:
+            res.add(c, pick(c, mode_of(orc[c.model], c)))
+    return float(np.mean([res.accuracy(m) for m in sorted(res.choices)]))
 
 
 def main() -> None:
