@@ -7,9 +7,10 @@ papers, disjoint from the 32k ones), and its claims were written by a reader who
 the verifier's code or its errors (true paraphrases, and false claims of every kind in their own
 words), plus real answers of the embedded model to that reader's questions, labelled by the same
 reader by the rule of docs/citations.md. The figures are computed once, with the shipped setting.
-Three sets were made so: ``citation_fresh.jsonl`` (seed 2026_12_07, now the dev set),
-``citation_fresh2.jsonl`` (2026_12_08) and ``citation_fresh3.jsonl`` (2026_12_09), each with
-``--exclude`` of the sets before it and ``build --split fresh2`` / ``fresh3``.
+Four sets were made so: ``citation_fresh.jsonl`` (seed 2026_12_07, now the dev set),
+``citation_fresh2.jsonl`` (2026_12_08), ``citation_fresh3.jsonl`` (2026_12_09) and
+``citation_fresh4.jsonl`` (2026_12_10, ``--per-kind 6``: no filings were left, so 6 novels and
+6 papers), each with ``--exclude`` of the sets before it and ``build --split fresh2`` … ``fresh4``.
 
     # 1. passages (fixed seed) from the unpacked 128k archive (../shared/data/README.md)
     .venv/bin/python -m benchmarks.citation_fresh passages --lara128 ~/.cache/longqa/lara128k \\
@@ -55,7 +56,7 @@ def cmd_passages(args: argparse.Namespace) -> None:
     rows = []
     for kind in ("book", "financial", "paper"):
         files = [f for f in sorted((root / kind).iterdir()) if f"lara128k/128k/{kind}/{f.name}" not in seen]
-        for f in rng.sample(files, min(PER_KIND, len(files))):  # a third set finds 3 filings left
+        for f in rng.sample(files, min(args.per_kind, len(files))):  # a third set finds 3 filings left
             runs = passage_runs(load_document(f).text, rng, PER_DOC, tries=6, min_chars=300, tidy=True)
             for j, text in enumerate(runs):
                 rows.append(
@@ -165,9 +166,12 @@ def main() -> None:
         "--seed",
         type=int,
         default=2026_12_07,
-        help="2026_12_08 for the second set (fresh2), 2026_12_09 for the third (fresh3)",
+        help="2026_12_08 for the second set (fresh2), 2026_12_09 for the third (fresh3), 2026_12_10 for fresh4",
     )
     p.add_argument("--exclude", nargs="*", default=[], help="sets whose documents to leave out")
+    p.add_argument(
+        "--per-kind", type=int, default=PER_KIND, help="documents of each kind (6 for fresh4: no filings are left)"
+    )
     a = sub.add_parser("answer")
     a.add_argument("--passages", default="/tmp/longqa-cite/fresh_written.jsonl")
     a.add_argument("--model", default="qwen2.5-coder-1.5b")
