@@ -161,7 +161,8 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--split", choices=["dev", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "all"], default="all")
+    splits = ["dev", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "all"]
+    ap.add_argument("--split", choices=splits, default="all")
     ap.add_argument("--show-errors", choices=["old", "new"], default=None, help="print the misjudged pairs")
     ap.add_argument("--entail", default="", help="catalog model for the new+entail rule")
     ap.add_argument("--entail-limit", type=int, default=0, help="most new model calls in this run")

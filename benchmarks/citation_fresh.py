@@ -166,12 +166,10 @@ def main() -> None:
         "--seed",
         type=int,
         default=2026_12_07,
-        help="2026_12_08 for the second set (fresh2), 2026_12_09 for the third (fresh3), 2026_12_10 for fresh4",
+        help="2026_12_08 for fresh2, 2026_12_09 for fresh3, 2026_12_10 for fresh4",
     )
     p.add_argument("--exclude", nargs="*", default=[], help="sets whose documents to leave out")
-    p.add_argument(
-        "--per-kind", type=int, default=PER_KIND, help="documents of each kind (6 for fresh4: no filings are left)"
-    )
+    p.add_argument("--per-kind", type=int, default=PER_KIND, help="documents per kind (6 for fresh4)")
     a = sub.add_parser("answer")
     a.add_argument("--passages", default="/tmp/longqa-cite/fresh_written.jsonl")
     a.add_argument("--model", default="qwen2.5-coder-1.5b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.answering.citations import Source, cite, locate_quote, strip_markers, support, supports_lexical
+from app.answering.verify import ATTRIBUTION, check, plain_text
 from pipeline.loaders import load_document
 from pipeline.types import Span
 from tests.conftest import shared
@@ -325,3 +326,43 @@ def test_a_full_stop_after_an_abbreviation_does_not_end_the_claim(tmp_path) -> N
         (1, "The DOT licenses C.H. Robinson to arrange for the transportation of property by motor vehicle.")
     ]
     assert text.startswith("The DOT licenses C.H. Robinson")
+
+
+def _around(rel: str, needle: str, reach: int = 300) -> str:
+    text = shared(rel).read_text(encoding="utf-8")
+    i = text.index(needle)
+    return text[max(0, i - reach) : i + reach]
+
+
+def test_a_papers_tex_numbers_and_units_are_read_as_written() -> None:
+    # LaRA's papers are Markdown with TeX math: "$50 \%$ dropout", "$\approx 3.2 \mathrm{~GB}$".
+    passage = _around("lara/32k/paper/32k_paper_0.md", r"$50 \%$ dropout")
+    q = "What dropout rate were the deep networks trained with?"
+    assert check("They were trained with two hidden layers and a 50% dropout rate.", passage, q).verified
+    wrong = check("They were trained with two hidden layers and a 60% dropout rate.", passage, q)
+    assert not wrong.verified and "60" in wrong.reason
+    passage = _around("lara/32k/paper/32k_paper_0.md", r"$\approx 3.2 \mathrm{~GB}$")
+    q = "How much data did the experiment use?"
+    assert check("The experiment utilized 80% of total data points, about 3.2 GB.", passage, q).verified
+    assert not check("The experiment utilized 80% of total data points, about 3.2 TB.", passage, q).verified
+    assert plain_text("paid $5 million and $6 million") == "paid $5 million and $6 million"  # money stays
+
+
+def test_curly_apostrophes_in_a_book_match_straight_ones_in_an_answer() -> None:
+    passage = _around("lara/32k/book/A Christmas Carol.txt", "Hartman’s name was good upon")
+    q = "Why did the signature on the register count?"
+    right = check("It counted because Hartman's name was good upon 'Change.", passage, q)
+    assert right.verified, right.reason  # was: "the passage does not name 'hartman's'"
+    assert not check("It counted because Scrooge's name was good upon 'Change.", passage, q).verified
+
+
+def test_who_says_it_is_not_part_of_the_claim() -> None:
+    passage = _around("lara/32k/book/A Christmas Carol.txt", "Hartman’s name was good upon")
+    q = "Who signed the register of the burial?"
+    plain = check("The clergyman, the clerk, the undertaker and the chief mourner signed it.", passage, q)
+    assert plain.verified
+    signers = "the clergyman, the clerk, the undertaker and the chief mourner signed it."
+    for who in ("According to the narrator,", "As the narrator explains,", "The passage states that"):
+        assert check(f"{who} {signers}", passage, q).verified, who
+    # A character's words are what the claim says, not who says it.
+    assert "explains" in ATTRIBUTION.sub(" ", "Fred explains, in the end, that he signed it.")

@@ -151,6 +151,39 @@ SOURCE_TALK = re.compile(
     r"|\b(?:verified|confirmed)\s*:\s*",
     re.IGNORECASE,
 )
+# Attribution inside a claim ("According to the narrator, …", "As he explains in the passage, …",
+# "The paper reports that …"): who says it, not what is said. Left out of the claim that is
+# checked, and only there (the answer shown keeps it: it is not talk of where a claim is written).
+_SPEAKER = (
+    r"(?:the|this|its|his|her|their)\s+(?:paper|article|report|study|letter|narrator|authors?|writer|"
+    r"speaker|text|passage|document|filing|book|story|novel|chapter)"
+)
+ATTRIBUTION = re.compile(
+    r"\b(?:according\s+to|as\s+(?:stated|described|explained|noted|reported)\s+(?:in|by))\s+"
+    + _SPEAKER
+    + r"\s*,?"
+    r"|\bas\s+(?:" + _SPEAKER + r"|he|she|they|it)\s+(?:explains|explained|notes|noted|says|said|states|"
+    r"writes|wrote|describes|reports|recalls|puts\s+it)(?:\s+in\s+" + _SPEAKER + r")?\s*,?"
+    r"|\b" + _SPEAKER + r"\s+(?:states|reports|says|notes|explains|shows|mentions|describes|writes)"
+    r"\s+that\s+",
+    re.IGNORECASE,
+)
+# Typographic and LaTeX spellings read as plain text before any check: curly quotes (“Wren’s” in
+# a novel is "Wren's" in an answer) and a paper's math ("$70 \\%$", "7.5 \\mathrm{~g}").
+_MATH = re.compile(r"\$([^$\n]{0,200}?[\\{}_^][^$\n]{0,200}?)\$")
+_LATEX_WORD = re.compile(r"\\(?:mathrm|text|textrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
+
+
+def plain_text(text: str) -> str:
+    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+    if "\\" not in text:
+        return text
+    # "$…$" holding TeX (a backslash, a brace, _ or ^) is math; "$5 and $6" stays money.
+    text = _MATH.sub(lambda m: m.group(1), text)
+    text = _LATEX_WORD.sub(lambda m: m.group(1).replace("~", " "), text)
+    return text.replace("\\%", "%").replace("\\,", " ").replace("\\;", " ")
+
+
 META_WORDS = frozenset(
     """this that these it which stated states state says said say mentioned mention mentions
     written writes verified verify confirmed confirms confirm shown shows show noted notes cited
@@ -352,7 +385,8 @@ def _question_terms(question: str) -> tuple[set[str], set[str]]:
 
 def check(claim: str, passage: str, question: str = "") -> Check:
     """The lexical screen (see the module doc): a verdict and its reason."""
-    claim = SOURCE_TALK.sub(" ", claim).strip()
+    claim = ATTRIBUTION.sub(" ", SOURCE_TALK.sub(" ", plain_text(claim))).strip()
+    passage, question = plain_text(passage), plain_text(question)
     q_terms, q_nums = _question_terms(question)
     words = _content(claim)
     added = [w for w in dict.fromkeys(words) if w not in q_terms]
