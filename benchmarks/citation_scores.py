@@ -59,12 +59,48 @@ def yesno_answer_messages(passage: str, claim: str, question: str = "") -> list[
     return [Message("system", SCORE_SYSTEM), Message("user", user)]
 
 
+# Worked examples for ``yesno_fewshot`` (a passage of our own, not from any labelled set): what a
+# paraphrase, a short answer, a restated question, an added fact, a scale, a role and a quantifier
+# come to under the labelling rule.
+SHOT_PASSAGE = (
+    "In March 2019 the town council of Elmbridge voted 7 to 2 to close the old Mill Street bridge to "
+    "cars. Repairs were estimated at £4.2 million, and the council said it could not raise the money "
+    "before 2022. Cyclists and pedestrians may still cross the bridge. Mayor Helen Ashby, who had "
+    "opposed the closure, asked the county to share the cost."
+)
+SHOT_QUESTION = "Why did Elmbridge close the Mill Street bridge to cars?"
+SHOTS = (
+    ("The council could not find the money for the repairs, put at £4.2 million, before 2022.", "Yes"),
+    ("Elmbridge closed the Mill Street bridge to cars because of the council's decision.", "No"),
+    ("Because it could not pay for the repairs in time.", "Yes"),
+    ("The repairs were estimated at £4.2 million and the bridge had been damaged by floods.", "No"),
+    ("The council voted unanimously to close it, as repairs would cost £4.2 million.", "No"),
+    (
+        "The council voted 7 to 2 to close it to cars, since it could not raise the £4.2 million for "
+        "repairs before 2022.",
+        "Yes",
+    ),
+    ("Repairs were estimated at £4.2 billion, which the council could not raise before 2022.", "No"),
+    ("Mayor Helen Ashby, who proposed the closure, said the town could not pay for repairs.", "No"),
+)
+
+
+def yesno_fewshot_messages(passage: str, claim: str, question: str = "") -> list[Message]:
+    """The app's yes/no form after eight worked examples on a passage of our own (a fixed prefix,
+    so a backend with a prompt cache reads it once)."""
+    msgs = scored_messages(SHOT_PASSAGE, SHOTS[0][0], SHOT_QUESTION)[:1]
+    for text, verdict in SHOTS:
+        msgs += [scored_messages(SHOT_PASSAGE, text, SHOT_QUESTION)[1], Message("assistant", verdict)]
+    return msgs + scored_messages(passage, claim, question)[1:]
+
+
 PROMPTS = {
     "standalone": standalone_messages,
     "yesno": scored_messages,
     "evidence": evidence_messages,
     "yesno_evidence": yesno_evidence_messages,
     "yesno_answer": yesno_answer_messages,
+    "yesno_fewshot": yesno_fewshot_messages,
 }
 
 
@@ -80,7 +116,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     gen = LlamaCppGenerator(
         resolve_generator(spec, Settings().model_cache),
         name=args.model,
-        context_window=2048,
+        context_window=4096 if args.prompt == "yesno_fewshot" else 2048,  # the examples: ~1,300 tokens
         decode_threads=1,
     )
     build = PROMPTS[args.prompt]
