@@ -391,3 +391,20 @@ def test_scored_check_on_the_real_model(smol) -> None:  # type: ignore[no-untype
     assert p is not None and 0.0 <= p <= 1.0 and label == ("supported" if p >= 0.5 else "not_stated")
     label, p, _ = entail_scored(smol, chunks[0].text, claim, question, 0.0)
     assert p is None and label in ("supported", "contradicted", "not_stated")
+
+
+def test_a_claims_probability_does_not_depend_on_what_was_asked_before(smol) -> None:  # type: ignore[no-untyped-def]
+    """llama.cpp's probabilities move with how much of a prompt comes from the slot's cache: the
+    same claim asked after another on the same passage gave 0.61 once and 0.57 another time
+    (docs/citations.md). The check's prompt is read whole every time, so it gets one answer."""
+    from app.answering.entail import scored_messages
+
+    _doc, chunks = _gulf_doc()
+    question = "Who taught the boy?"
+    target = scored_messages(chunks[0].text, "The old man taught the boy to fish.", question)
+    first = smol.first_token_probs(target)
+    for other in ("The old man taught the boy to sail.", "The old man taught the boy to fish well."):
+        smol.first_token_probs(scored_messages(chunks[0].text, other, question))  # shares most of it
+        again = smol.first_token_probs(target)
+        assert again.candidates == first.candidates
+    assert again.generation.cached_tokens == 0

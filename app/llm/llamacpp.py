@@ -421,7 +421,11 @@ class LlamaCppGenerator(DecodingLoop):
     # -- generation ---------------------------------------------------------------------
     def first_token_probs(self, messages: Sequence[Message], n: int = 10) -> TokenChoices:
         """The ``n`` most likely first tokens of the reply and their probabilities (one token
-        decoded, greedy; the prompt's marked prefix is reused as in ``generate``)."""
+        decoded, greedy). A prompt with a marked prefix reuses it as ``generate`` does; one
+        without is read whole every time: llama.cpp's probabilities move with how much of a
+        prompt comes from the slot's cache (the batch it was read in), and a verdict read from
+        them must not depend on what was asked before (docs/citations.md, "Same claim, same
+        probability")."""
         with self._lock:
             t0 = time.perf_counter()
             tokens, n_prefix = self._render(messages)
@@ -433,7 +437,7 @@ class LlamaCppGenerator(DecodingLoop):
                 "n_probs": n,
                 "temperature": 0.0,
                 "seed": self._seed,
-                "cache_prompt": True,
+                "cache_prompt": n_prefix > 0,
                 "id_slot": 0,
             }
             self._live = []
