@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -169,6 +170,13 @@ def cmd_rules(args: argparse.Namespace) -> None:
     copy = [verbatim(claim_of(r["claim"]), r["passage"]) for r in rows]
     p = [sc[r["id"]] for r in rows]
     print(f"{len(rows)} pairs, {sum(r['label'] for r in rows)} true")
+    yes = [q for r, q in zip(rows, p, strict=True) if r["label"] == 1]
+    no = [q for r, q in zip(rows, p, strict=True) if r["label"] == 0]
+    auc = sum((a > b) + 0.5 * (a == b) for a in yes for b in no) / (len(yes) * len(no))
+    print(
+        f"separates true from false: AUC {auc:.3f}; median P of true claims "
+        f"{statistics.median(yes):.2f}, of false ones {statistics.median(no):.2f}"
+    )
     print(f"{'rule':48s} {'prec':>6s} {'recall':>6s} {'shown':>5s}")
 
     def show(name: str, ver: list[bool]) -> None:
