@@ -366,3 +366,19 @@ def test_who_says_it_is_not_part_of_the_claim() -> None:
         assert check(f"{who} {signers}", passage, q).verified, who
     # A character's words are what the claim says, not who says it.
     assert "explains" in ATTRIBUTION.sub(" ", "Fred explains, in the end, that he signed it.")
+
+
+def test_a_letter_on_a_year_or_figure_names_which_one() -> None:
+    # Papers cite "(Team 2023a)" and "(2023b)" side by side; "2023b" was read as 2023 billion and
+    # a claim's "2023a" as 2023, so a claim citing the wrong one of the two passed.
+    passage = _around("lara/32k/paper/32k_paper_14.md", "Yao (2023b) extend", 150)
+    q = "Who extended LLaMA's vocabulary and further pretrained it with 30B Chinese tokens?"
+    said = "extend the vocabulary and further pretrain LLaMA with 30B Chinese tokens."
+    assert check(f"Cui, Yang, and Yao (2023b) {said}", passage, q).verified
+    wrong = check(f"Cui, Yang, and Yao (2023a) {said}", passage, q)
+    assert not wrong.verified and "2023a" in wrong.reason
+    assert check(f"Cui, Yang, and Yao in 2023 {said}", passage, q).verified  # the year alone holds
+    panel = _around("lara/32k/paper/32k_paper_17.md", "multihead attention (MHAtt, see Fig. 1b)", 150)
+    q = "Where is multihead attention shown?"
+    assert check("Multihead attention (MHAtt) is shown in Fig. 1b.", panel, q).verified
+    assert not check("Multihead attention (MHAtt) is shown in Fig. 1a.", panel, q).verified

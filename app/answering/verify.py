@@ -260,6 +260,29 @@ class Quantity:
     pos: int
 
 
+_LABELLED = re.compile(
+    r"(?:fig|figure|figs|figures|table|tables|section|sec|eq|equation|panel|appendix)\.?\s*$", re.I
+)
+
+
+def _is_label(text: str, m: re.Match[str]) -> bool:
+    """A letter written onto a number names one of several things: a year of citations ("2023a",
+    "2023b") or a panel, table or section ("Figure 3c")."""
+    letter = (m.group(3) or "").rstrip(".")
+    if len(letter) != 1 or m.end(2) != m.start(3) or m.group(1):
+        return False
+    digits = m.group(2)
+    year = len(digits) == 4 and digits.isdigit() and 1500 <= int(digits) <= 2099
+    return year or bool(_LABELLED.search(text[max(0, m.start() - 12) : m.start()]))
+
+
+def same_value(passage_value: str, claim_value: str) -> bool:
+    """The passage's number is the claim's: "2023a" in the passage gives the year 2023 too, but a
+    claim's "2023b" needs "2023b"."""
+    suffixed = passage_value[:-1] == claim_value and passage_value[-1:].isalpha()
+    return passage_value == claim_value or suffixed
+
+
 def quantities(text: str) -> list[Quantity]:
     """Numbers (digits or number words) with the unit or scale written next to them."""
     out: list[Quantity] = []
@@ -267,6 +290,8 @@ def quantities(text: str) -> list[Quantity]:
         cur = _UNITS.get(m.group(1) or "", "")
         value = _num_value(m.group(2))
         after = (m.group(3) or "").lower()
+        if _is_label(text, m):  # "Touvron et al. 2023a", "Figure 3c": a name, not 2023 billion
+            value, after = value + after.rstrip(".").lower(), ""
         unit = (_UNITS.get(after) or _UNITS.get(after.rstrip("."), "")) if after else ""
         if unit in _CURRENCIES:
             cur, unit = unit, ""
@@ -416,6 +441,7 @@ def check(claim: str, passage: str, question: str = "") -> Check:
         why = f"the passage holds only {whole_share:.0%} of the claim's words, question words included"
         return Check("unsupported", why, share)
     p_values = {p.value for p in quantities(passage)}
+    p_values |= {v[:-1] for v in p_values if v[-1:].isalpha()}
     for q in claim_q:
         if q.value not in p_values:
             return Check("unsupported", f"the passage does not give the number {q.value}", share)
@@ -427,7 +453,7 @@ def check(claim: str, passage: str, question: str = "") -> Check:
             return Check("unsupported", f"the passage does not name '{n}'", share)
     p_q = quantities(passage)
     for q in added_q:
-        same = [p for p in p_q if p.value == q.value]
+        same = [p for p in p_q if same_value(p.value, q.value)]
         if not same:
             return Check("unsupported", f"the passage does not give the number {q.value}", share)
         if q.unit and not any(p.unit == q.unit for p in same):
@@ -445,6 +471,7 @@ def check(claim: str, passage: str, question: str = "") -> Check:
     for _start, text in windows:
         low = text.lower()
         w_nums = {p.value for p in quantities(text)}
+        w_nums |= {v[:-1] for v in w_nums if v[-1:].isalpha()}
         if all(re.search(r"(?<![a-z])" + re.escape(n), low) for n in names) and key_nums <= w_nums:
             score = len(set(_content(text)) & set(words))
             if best is None or score > best[0]:
