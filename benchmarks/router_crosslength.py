@@ -24,8 +24,9 @@ Policies compared, per model:
   threshold set on the score distribution (its RAG refusals on the calibration documents only).
 
 ``--grounding`` adds to the after-score how much of the RAG answer the whole document contains
-(tried for issue 20: no gain, docs/router.md). No retrieval evidence (128k documents were not
-ingested). Tokens: LC = document + 100, RAG = 3,100.
+(tried for issue 20: no gain, docs/router.md). ``--gain`` adds variants that rank LC by its
+expected gain instead of P(LC better | disagree) (tried: no gain, docs/router.md). No retrieval
+evidence (128k documents were not ingested). Tokens: LC = document + 100, RAG = 3,100.
 """
 
 from __future__ import annotations
@@ -160,6 +161,35 @@ def add_grounding(study, root: Path, split: str, tag: str) -> None:  # type: ign
         GROUNDING[(c.model, f"{tag}:{c.q.qid}")] = (share, foreign)
 
 
+def disagreement_model(pol, cases, qtypes, profiles):  # type: ignore[no-untyped-def]
+    """P(LC and RAG answers disagree) from the before-features (the before score is conditional on it)."""
+    lm = __import__("sklearn.linear_model", fromlist=["LogisticRegression"])
+    x = matrix(pol.rows(cases, qtypes, profiles), pol.names1)
+    return lm.LogisticRegression(max_iter=5000).fit(x, [int(c.lc_ok != c.rag_ok) for c in cases])
+
+
+def gain_scores(kind, pol, dis, cases, calib, qtypes, profiles):  # type: ignore[no-untyped-def]
+    """Expected accuracy gain of LC over RAG (P(disagree) x (2 P(LC better | disagree) - 1)),
+    per extra prompt token ("-cost"), weighed by the question's expected task weight in the
+    macro mean ("-all"); as its rank among the calibration cases' gains (0..1), so the
+    threshold grid applies."""
+
+    def raw(cs):  # type: ignore[no-untyped-def]
+        rows = pol.rows(cs, qtypes, profiles)
+        s1 = np.array([pol.before.score(r) for r in rows])
+        pd = dis.predict_proba(matrix(rows, pol.names1))[:, 1]
+        g = pd * (2 * s1 - 1)
+        if kind in ("gain-dis-cost", "gain-all"):
+            g = g / np.array([(c.lc_tokens - c.rag_tokens) / 1000 + 1 for c in cs])
+        if kind == "gain-all":
+            n = {t: max(1, sum(c.q.task == t for c in calib)) for t in TASKS}
+            g = g * np.array([sum(qtypes[c.q.qid].probs.get(t, 0.0) / n[t] for t in TASKS) for c in cs])
+        return g
+
+    ref = np.sort(raw(calib))
+    return np.searchsorted(ref, raw(cases), side="right") / len(ref)
+
+
 def single_number(cases: list[Case]) -> dict[str, ModelProfile]:
     return measured_profiles(cases)
 
@@ -221,6 +251,8 @@ def run_direction(src, tgt, s_tag: str, t_tag: str, args) -> dict:  # type: igno
         "calibrated-lomo",
         "question-oracle",
     ]
+    gains = ("gain-dis", "gain-dis-cost", "gain-all") if args.gain else ()
+    names[-1:-1] = gains
     res = {n: PolicyResult(n) for n in names}
     folds = document_folds(tq, args.folds)
     for k, test_docs in enumerate(folds):
@@ -229,6 +261,7 @@ def run_direction(src, tgt, s_tag: str, t_tag: str, args) -> dict:  # type: igno
         # Calibrated profiles: the source's answers plus the calibration documents' at T.
         c_prof, c_priors = length_profiles(scases + calib)
         pol_cal = Policy(scases, qtypes, c_prof, use_length=False, tadv=args.tadv)
+        dis_model = disagreement_model(pol_cal, scases, qtypes, c_prof) if gains else None
         for m in models:
             te = [c for c in test if c.model == m]
             ca = [c for c in calib if c.model == m]
@@ -271,6 +304,15 @@ def run_direction(src, tgt, s_tag: str, t_tag: str, args) -> dict:  # type: igno
             a1, a2 = pol_cal.score(ca, qtypes, c_prof)
             ct = choose_policy(ca, a1, a2, list(ca_ref), list(ca_hal), args.budget - args.margin)
             run("calibrated", pol_cal, c_prof, *ct)
+            for g in gains:
+                ga = gain_scores(g, pol_cal, dis_model, ca, ca, qtypes, c_prof)
+                _, a2 = pol_cal.score(ca, qtypes, c_prof)
+                gt = choose_policy(ca, ga, a2, list(ca_ref), list(ca_hal), args.budget - args.margin)
+                gte = gain_scores(g, pol_cal, dis_model, te, ca, qtypes, c_prof)
+                _, b2 = pol_cal.score(te, qtypes, c_prof)
+                for i, c in enumerate(te):
+                    rule = bool(te_ref[i] and te_hal[i] < gt[2])
+                    res[g].add(c, decide(c, gte[i], b2[i], rule, gt[0], gt[1]))
             # Leave one model out: the class prior (from the other models) stands in for the profile.
             others = [c for c in scases + calib if c.model != m]
             _, lo_priors = length_profiles(others)
@@ -359,6 +401,7 @@ def main() -> None:
     ap.add_argument(
         "--grounding", action="store_true", help="add how much of the RAG answer the document contains"
     )
+    ap.add_argument("--gain", action="store_true", help="also rank LC by expected gain (issue 20 probe)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--study-cache", type=Path, default=None, help="keep the judged studies here (pickles)")
     args = ap.parse_args()
