@@ -364,6 +364,10 @@ def test_who_says_it_is_not_part_of_the_claim() -> None:
     signers = "the clergyman, the clerk, the undertaker and the chief mourner signed it."
     for who in ("According to the narrator,", "As the narrator explains,", "The passage states that"):
         assert check(f"{who} {signers}", passage, q).verified, who
+    # The source named with more words: "the diary entry", "the company's 10-K", "the book's opening chapter".
+    for who in ("According to the book's opening chapter,", "As stated in the novel's first chapter,"):
+        assert check(f"{who} {signers}", passage, q).verified, who
+    assert "Fred" in ATTRIBUTION.sub(" ", "According to the nephew Fred, they signed it.")
     # A character's words are what the claim says, not who says it.
     assert "explains" in ATTRIBUTION.sub(" ", "Fred explains, in the end, that he signed it.")
 

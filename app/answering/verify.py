@@ -155,8 +155,10 @@ SOURCE_TALK = re.compile(
 # "The paper reports that …"): who says it, not what is said. Left out of the claim that is
 # checked, and only there (the answer shown keeps it: it is not talk of where a claim is written).
 _SPEAKER = (
-    r"(?:the|this|its|his|her|their)\s+(?:paper|article|report|study|letter|narrator|authors?|writer|"
-    r"speaker|text|passage|document|filing|book|story|novel|chapter)"
+    # "the paper", "the diary entry", "the company's 10-K", "the paper's dataset analysis"
+    r"(?:the|this|its|his|her|their)\s+(?:[\w'’-]+\s+){0,2}(?:paper|article|report|study|letter|narrator|"
+    r"authors?|writer|speaker|text|passage|document|filing|book|story|novel|chapter|10-k|excerpt|entry|"
+    r"diary|list|survey|analysis|table|figure|algorithm|section|abstract|summary|transcript|statement)\b"
 )
 ATTRIBUTION = re.compile(
     r"\b(?:according\s+to|as\s+(?:stated|described|explained|noted|reported)\s+(?:in|by))\s+"
