@@ -10,7 +10,8 @@ reader by the rule of docs/citations.md. The figures are computed once, with the
 Four sets were made so: ``citation_fresh.jsonl`` (seed 2026_12_07, now the dev set),
 ``citation_fresh2.jsonl`` (2026_12_08), ``citation_fresh3.jsonl`` (2026_12_09) and
 ``citation_fresh4.jsonl`` (2026_12_10, ``--per-kind 6``: no filings were left, so 6 novels and
-6 papers), each with ``--exclude`` of the sets before it and ``build --split fresh2`` … ``fresh4``.
+6 papers) and ``citation_fresh5.jsonl`` (2026_12_11, ``--per-kind 6``), each with ``--exclude`` of
+the sets before it and ``build --split fresh2`` … ``fresh5``.
 
     # 1. passages (fixed seed) from the unpacked 128k archive (../shared/data/README.md)
     .venv/bin/python -m benchmarks.citation_fresh passages --lara128 ~/.cache/longqa/lara128k \\
@@ -166,10 +167,10 @@ def main() -> None:
         "--seed",
         type=int,
         default=2026_12_07,
-        help="2026_12_08 for fresh2, 2026_12_09 for fresh3, 2026_12_10 for fresh4",
+        help="2026_12_08 for fresh2, 2026_12_09 for fresh3, 2026_12_10 for fresh4, 2026_12_11 for fresh5",
     )
     p.add_argument("--exclude", nargs="*", default=[], help="sets whose documents to leave out")
-    p.add_argument("--per-kind", type=int, default=PER_KIND, help="documents per kind (6 for fresh4)")
+    p.add_argument("--per-kind", type=int, default=PER_KIND, help="documents per kind (6 for fresh4, fresh5)")
     a = sub.add_parser("answer")
     a.add_argument("--passages", default="/tmp/longqa-cite/fresh_written.jsonl")
     a.add_argument("--model", default="qwen2.5-coder-1.5b")
