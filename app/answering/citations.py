@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.answering.verify import META_WORDS, SOURCE_TALK, Check, check
+from app.answering.verify import META_WORDS, SOURCE_TALK, WHERE_WORDS, Check, check
 from pipeline.textspan import numbers, sentence_spans, terms
 from pipeline.types import Chunk, Citation, CitationOrigin, Document, Span
 
@@ -27,8 +27,7 @@ _MARKER = re.compile(r"\s*\[(\d+(?:\s*(?:,|;|-|–)\s*\d+)*)\]")
 # about the document's content: it is left out of the words and numbers a source must support.
 _WHERE = re.compile(
     r"\b(?:on|in|at)\s+(?:pages?|pp?\.)\s*\d+(?:\s*[-–]\s*\d+)?"
-    r"|\b(?:in|from|according\s+to)\s+(?:the\s+)?(?:given\s+|provided\s+)?"
-    r"(?:text|sources?|documents?|excerpts?|passages?)\b"
+    r"|\b(?:in|from|according\s+to)\s+(?:the\s+)?(?:given\s+|provided\s+)?" + WHERE_WORDS + r"\b"
     # Which part of a collection ("in paper 0": LaRA joins papers and names them so); the cited
     # passage does not repeat its own name.
     r"|\b(?:in|from|according\s+to)\s+(?:the\s+)?(?:paper|part|section)\s+\d+\b",

@@ -133,7 +133,7 @@ _WHICH = (
     r"(?:(?:the|this|that)\s+)?(?:(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
     r"last|same|above|given|provided|cited|retrieved|\d+(?:st|nd|rd|th))\s+)?"
 )
-_WHERE_WORDS = r"(?:sources?|documents?|texts?|passages?|excerpts?)"
+WHERE_WORDS = r"(?:sources?|documents?|texts?|passages?|excerpts?)"
 SOURCE_TALK = re.compile(
     r"\(?\b(?:as\s+)?(?:verified|confirmed|stated|shown|noted|mentioned|cited|written|documented|"
     r"described|reported|given|found|listed|explained|indicated|seen)\s+(?:on|in|at|by)\s+"
@@ -142,10 +142,10 @@ SOURCE_TALK = re.compile(
     r"(?:\s*\d+(?:\s*(?:[-–]|and|,)\s*\d+)*)?\)?"
     r"|\(?\b(?:see|cf\.?|on|at|per|according\s+to|from)\s+(?:pages?|p\.|pp\.)\s*\d+(?:\s*[-–]\s*\d+)?\)?"
     # "According to the third excerpt, ..." at a sentence's start or in its middle.
-    r"|\b(?:according\s+to|based\s+on)\s+" + _WHICH + _WHERE_WORDS + r"(?:\s*\d+)?\s*,?"
+    r"|\b(?:according\s+to|based\s+on)\s+" + _WHICH + WHERE_WORDS + r"(?:\s*\d+)?\s*,?"
     r"|\(\s*(?:verified|confirmed|source(?:d)?|cited)\s*\)"
     r"|\b(?:this|which|that|it)\s+(?:is|was|has\s+been|can\s+be)\s+(?:verified|confirmed|"
-    r"stated|shown|documented|supported|cited)\b(?:\s+(?:by|in)\s+" + _WHICH + _WHERE_WORDS + r"\b"
+    r"stated|shown|documented|supported|cited)\b(?:\s+(?:by|in)\s+" + _WHICH + WHERE_WORDS + r"\b"
     # ... or nothing after it but a dangling "in" ("This is stated in [2].", the marker gone).
     r"|(?:\s+(?:in|by|on|at))?(?=\s*(?:[.,;)]|$)))"
     r"|\b(?:verified|confirmed)\s*:\s*",
