@@ -386,3 +386,31 @@ def test_a_letter_on_a_year_or_figure_names_which_one() -> None:
     q = "Where is multihead attention shown?"
     assert check("Multihead attention (MHAtt) is shown in Fig. 1b.", panel, q).verified
     assert not check("Multihead attention (MHAtt) is shown in Fig. 1a.", panel, q).verified
+
+
+def test_a_marker_after_the_full_stop_belongs_to_the_sentence_before() -> None:
+    # The 1.5B often writes "… condition. [1]" and "… 1964. [1] It combined …": the marker was
+    # shown as "condition.  [1]", and one that opened the next sentence was checked against that
+    # sentence's claim instead of its own.
+    doc = load_document(shared("pdf/docling_multi_page.pdf"))
+    i = doc.text.index("Introduced in 1964")
+    srcs = [Source(1, doc, Span(i - 200, i + 200)), Source(2, doc, Span(i - 200, i + 200))]
+    q = "When was the IBM MT/ST introduced?"
+    text, cites = cite("The IBM MT/ST was introduced in 1964. [1]", srcs, question=q)
+    assert text == "The IBM MT/ST was introduced in 1964 [1]."
+    answer = (
+        "The IBM MT/ST was introduced in 1964. [1] It combined a Selectric typewriter "
+        "with magnetic tape storage. [2]"
+    )
+    text, cites = cite(answer, srcs, question=q)
+    assert text == (
+        "The IBM MT/ST was introduced in 1964 [1]. It combined a Selectric typewriter "
+        "with magnetic tape storage [2]."
+    )
+    assert [(c.number, c.claim) for c in cites] == [
+        (1, "The IBM MT/ST was introduced in 1964."),
+        (2, "It combined a Selectric typewriter with magnetic tape storage."),
+    ]
+    # A marker opening a new line cites what follows it, as before.
+    text, cites = cite("The MT/ST:\n\n[1] It was introduced in 1964.", srcs, question=q)
+    assert [(c.number, c.claim) for c in cites] == [(1, "It was introduced in 1964.")]

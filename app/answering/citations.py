@@ -197,7 +197,7 @@ def cite(
     claim is matched to the source that supports it best, if any does.
     """
     by_number = {s.number: s for s in sources}
-    spans = sentence_spans(answer)
+    spans = _markers_apart(answer, sentence_spans(answer))
     any_marker = any(n in by_number for m in _MARKER.finditer(answer) for n in _marker_numbers(m.group(1)))
     claims: dict[int, list[str]] = {}
     origins: dict[int, CitationOrigin] = {}
@@ -233,8 +233,9 @@ def cite(
         for n in final:
             claims.setdefault(n, []).append(claim)
         text = shown_sentence(_MARKER.sub("", sentence).rstrip())
-        if meta and shown:
-            # Only talk about sources: not shown; its citations go with the sentence before.
+        if (meta or not text.strip(" .,;:!?")) and shown:
+            # Only talk about sources, or only markers after the full stop ("... condition. [1]"):
+            # not shown as a sentence of its own; its citations go with the sentence before.
             prev = shown[-1]
             new = [n for n in final if f"[{n}]" not in prev]
             if new:
@@ -257,6 +258,24 @@ def cite(
         for n in sorted(claims)
     ]
     return "".join(shown).strip(), cites
+
+
+def _markers_apart(answer: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Markers written after a sentence's full stop open the next span ("... 1964. [1] It
+    combined ..."): on the same line, they belong to the sentence before, so they become a span
+    of their own."""
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        m = re.match(r"(?:\s*\[\d+(?:\s*[,;–-]\s*\d+)*\])+", answer[a:b])
+        rest = a + m.end() if m else b
+        rest += len(answer[rest:b]) - len(answer[rest:b].lstrip())
+        # On the same line only: "[1] The average …" opening a new line cites what follows it.
+        same_line = bool(out) and "\n" not in answer[out[-1][1] : a + answer[a:b].find("[")]
+        if m and same_line and rest < b:
+            out += [(a, a + m.end()), (rest, b)]
+        else:
+            out.append((a, b))
+    return out
 
 
 def strip_markers(text: str) -> str:
