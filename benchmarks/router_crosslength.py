@@ -304,12 +304,12 @@ def run_direction(src, tgt, s_tag: str, t_tag: str, args) -> dict:  # type: igno
             a1, a2 = pol_cal.score(ca, qtypes, c_prof)
             ct = choose_policy(ca, a1, a2, list(ca_ref), list(ca_hal), args.budget - args.margin)
             run("calibrated", pol_cal, c_prof, *ct)
+            # The same after-score as "calibrated" (a2 above), ranked by expected gain before.
+            _, b2 = pol_cal.score(te, qtypes, c_prof) if gains else (None, None)
             for g in gains:
                 ga = gain_scores(g, pol_cal, dis_model, ca, ca, qtypes, c_prof)
-                _, a2 = pol_cal.score(ca, qtypes, c_prof)
                 gt = choose_policy(ca, ga, a2, list(ca_ref), list(ca_hal), args.budget - args.margin)
                 gte = gain_scores(g, pol_cal, dis_model, te, ca, qtypes, c_prof)
-                _, b2 = pol_cal.score(te, qtypes, c_prof)
                 for i, c in enumerate(te):
                     rule = bool(te_ref[i] and te_hal[i] < gt[2])
                     res[g].add(c, decide(c, gte[i], b2[i], rule, gt[0], gt[1]))

@@ -23,6 +23,7 @@ from pipeline.types import Chunk, Citation, CitationOrigin, Document, Span
 MIN_SUPPORT = 0.5
 MIN_CLAIM_TERMS = 2
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*(?:,|;|-|–)\s*\d+)*)\]")
+_LEADING_MARKERS = re.compile(f"(?:{_MARKER.pattern})+")
 # Talk about where something is written ("as stated in the text on page 7489", "in paper 0") is not a claim
 # about the document's content: it is left out of the words and numbers a source must support.
 _WHERE = re.compile(
@@ -266,15 +267,14 @@ def _markers_apart(answer: str, spans: Sequence[tuple[int, int]]) -> list[tuple[
     of their own."""
     out: list[tuple[int, int]] = []
     for a, b in spans:
-        m = re.match(r"(?:\s*\[\d+(?:\s*[,;–-]\s*\d+)*\])+", answer[a:b])
-        rest = a + m.end() if m else b
-        rest += len(answer[rest:b]) - len(answer[rest:b].lstrip())
+        m = _LEADING_MARKERS.match(answer, a, b)
         # On the same line only: "[1] The average …" opening a new line cites what follows it.
-        same_line = bool(out) and "\n" not in answer[out[-1][1] : a + answer[a:b].find("[")]
-        if m and same_line and rest < b:
-            out += [(a, a + m.end()), (rest, b)]
-        else:
-            out.append((a, b))
+        if m and out and "\n" not in answer[out[-1][1] : answer.index("[", a)]:
+            rest = m.end() + len(answer[m.end() : b]) - len(answer[m.end() : b].lstrip())
+            if rest < b:
+                out += [(a, m.end()), (rest, b)]
+                continue
+        out.append((a, b))
     return out
 
 

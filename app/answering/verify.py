@@ -285,6 +285,13 @@ def same_value(passage_value: str, claim_value: str) -> bool:
     return passage_value == claim_value or suffixed
 
 
+def _values(qs: list[Quantity]) -> set[str]:
+    """The values of these quantities, a labelled one ("2023a") also as its bare number: see
+    ``same_value``."""
+    values = {q.value for q in qs}
+    return values | {v[:-1] for v in values if v[-1:].isalpha()}
+
+
 def quantities(text: str) -> list[Quantity]:
     """Numbers (digits or number words) with the unit or scale written next to them."""
     out: list[Quantity] = []
@@ -293,7 +300,7 @@ def quantities(text: str) -> list[Quantity]:
         value = _num_value(m.group(2))
         after = (m.group(3) or "").lower()
         if _is_label(text, m):  # "Touvron et al. 2023a", "Figure 3c": a name, not 2023 billion
-            value, after = value + after.rstrip(".").lower(), ""
+            value, after = value + after.rstrip("."), ""
         unit = (_UNITS.get(after) or _UNITS.get(after.rstrip("."), "")) if after else ""
         if unit in _CURRENCIES:
             cur, unit = unit, ""
@@ -442,8 +449,7 @@ def check(claim: str, passage: str, question: str = "") -> Check:
     if whole_share < MIN_SUPPORT:
         why = f"the passage holds only {whole_share:.0%} of the claim's words, question words included"
         return Check("unsupported", why, share)
-    p_values = {p.value for p in quantities(passage)}
-    p_values |= {v[:-1] for v in p_values if v[-1:].isalpha()}
+    p_values = _values(quantities(passage))
     for q in claim_q:
         if q.value not in p_values:
             return Check("unsupported", f"the passage does not give the number {q.value}", share)
@@ -472,8 +478,7 @@ def check(claim: str, passage: str, question: str = "") -> Check:
     best = None
     for _start, text in windows:
         low = text.lower()
-        w_nums = {p.value for p in quantities(text)}
-        w_nums |= {v[:-1] for v in w_nums if v[-1:].isalpha()}
+        w_nums = _values(quantities(text))
         if all(re.search(r"(?<![a-z])" + re.escape(n), low) for n in names) and key_nums <= w_nums:
             score = len(set(_content(text)) & set(words))
             if best is None or score > best[0]:
