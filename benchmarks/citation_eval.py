@@ -161,7 +161,7 @@ def entail_rule(args: argparse.Namespace) -> Callable[[dict], bool]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DATA))
-    splits = ["dev", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "all"]
+    splits = ["dev", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "all"]
     ap.add_argument("--split", choices=splits, default="all")
     ap.add_argument("--show-errors", choices=["old", "new"], default=None, help="print the misjudged pairs")
     ap.add_argument("--entail", default="", help="catalog model for the new+entail rule")

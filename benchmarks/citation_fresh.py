@@ -55,7 +55,15 @@ def cmd_passages(args: argparse.Namespace) -> None:
     for used in args.exclude:  # documents of an earlier set stay out of this one
         seen |= {json.loads(x)["doc"] for x in Path(used).read_text().splitlines() if x.strip()}
     rows = []
-    for kind in ("book", "financial", "paper"):
+    if args.files:  # documents of other kinds (PDFs, transcripts), as the product reads them
+        for f in map(Path, args.files):
+            text = load_document(f).text
+            runs = passage_runs(text, rng, PER_DOC, tries=6, min_chars=300, tidy=True, max_lines=24)
+            name = f"{f.parent.name}/{f.name}"
+            rows += [
+                {"pid": f"{name}#{j}", "doc": f"shared/{name}", "passage": t} for j, t in enumerate(runs)
+            ]
+    for kind in ("book", "financial", "paper") if not args.files else ():
         files = [f for f in sorted((root / kind).iterdir()) if f"lara128k/128k/{kind}/{f.name}" not in seen]
         for f in rng.sample(files, min(args.per_kind, len(files))):  # a third set finds 3 filings left
             runs = passage_runs(load_document(f).text, rng, PER_DOC, tries=6, min_chars=300, tidy=True)
@@ -167,10 +175,12 @@ def main() -> None:
         "--seed",
         type=int,
         default=2026_12_07,
-        help="2026_12_08 for fresh2, 2026_12_09 for fresh3, 2026_12_10 for fresh4, 2026_12_11 for fresh5",
+        help="2026_12_08 for fresh2, 2026_12_09 for fresh3, 2026_12_10 for fresh4, 2026_12_11 for fresh5, "
+        "2026_12_12 for fresh6",
     )
     p.add_argument("--exclude", nargs="*", default=[], help="sets whose documents to leave out")
     p.add_argument("--per-kind", type=int, default=PER_KIND, help="documents per kind (6 for fresh4, fresh5)")
+    p.add_argument("--files", nargs="*", default=[], help="these documents instead of LaRA's (fresh6)")
     a = sub.add_parser("answer")
     a.add_argument("--passages", default="/tmp/longqa-cite/fresh_written.jsonl")
     a.add_argument("--model", default="qwen2.5-coder-1.5b")

@@ -125,11 +125,19 @@ def _clip(text: str) -> str:
 
 
 def passage_runs(
-    text: str, rng: random.Random, n: int, *, tries: int = 4, min_chars: int = 0, tidy: bool = False
+    text: str,
+    rng: random.Random,
+    n: int,
+    *,
+    tries: int = 4,
+    min_chars: int = 0,
+    tidy: bool = False,
+    max_lines: int = 8,
 ) -> list[str]:
     """At most ``n`` runs of five sentences of ``text``, each centred on a sentence of 60-300
     characters, no tables, at most ``MAX_PASSAGE`` characters; ``tries`` x ``n`` centres drawn.
-    ``tidy``: stripped and table padding squeezed before the length check."""
+    ``tidy``: stripped and table padding squeezed before the length check; ``max_lines``: runs
+    of more lines are left out (a transcript's cues or a PDF's narrow columns need more)."""
     sents = sentence_spans(text)
     good = [i for i, (a, b) in enumerate(sents) if 60 <= b - a <= 300]
     out: list[str] = []
@@ -138,7 +146,7 @@ def passage_runs(
         run = text[group[0][0] : group[-1][1]]
         if tidy:
             run = re.sub(r"[ \t]{3,}", "  ", run.strip())
-        if min_chars <= len(run) <= MAX_PASSAGE and "|" not in run and run.count("\n") < 8:
+        if min_chars <= len(run) <= MAX_PASSAGE and "|" not in run and run.count("\n") < max_lines:
             out.append(run)
         if len(out) == n:
             break
