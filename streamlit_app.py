@@ -447,6 +447,8 @@ def answer_block(
     known = {c.number for c in ans.citations}
     g = grounding_banner(ans.text, ans.citations)
     st.markdown(src.link_markers(ans.text, turn, known, prefix))
+    if ans.cut_off:
+        st.warning(ans.cut_off_note, icon=":material/content_cut:")
     route_line(ans.route)
     u = ans.usage
     st.caption(

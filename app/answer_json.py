@@ -20,8 +20,9 @@ Citation (``citation_json``):
 
 Answer (``answer_json``): ``question``, ``answer``, ``mode`` (what answered), ``reason``,
 ``forced``, ``features`` (the router's facts for display), ``model``, ``retrieval``,
-``citations``, ``usage`` (``Usage`` as a dict) and ``first_draft`` (null, or the draft before
-its re-check: ``answer``, ``kept``, ``citations``).
+``citations``, ``usage`` (``Usage`` as a dict), ``cut_off`` (true when the model stopped at
+``llm.max_tokens`` mid-sentence: the answer ends with that sentence and "…", not cited or checked)
+and ``first_draft`` (null, or the draft before its re-check: ``answer``, ``kept``, ``citations``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def answer_json(ans: Answer, doc_label: str = "") -> dict[str, Any]:
         "retrieval": ans.retrieval,
         "citations": [citation_json(c, doc_label) for c in ans.citations],
         "usage": asdict(ans.usage),
+        "cut_off": ans.cut_off,
         "first_draft": None
         if ans.first_draft is None
         else {

@@ -409,6 +409,7 @@ class QAService:
             model=self.generator.name,
             retrieval=retrieval,
             first_draft=result.first_draft,
+            cut_off=result.cut_off,
         )
 
     def _answer_rag(

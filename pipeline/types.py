@@ -256,3 +256,17 @@ class Answer:
     model: str = ""
     retrieval: str = ""
     first_draft: FirstDraft | None = None
+    # The model stopped at llm.max_tokens mid-sentence: the text ends with that sentence and "…",
+    # and it was neither cited nor checked.
+    cut_off: bool = False
+
+    @property
+    def cut_off_note(self) -> str:
+        """What a reader is told about a cut-off answer ("" when it was not cut off)."""
+        if not self.cut_off:
+            return ""
+        return (
+            "Cut off: the answer reached its length limit (llm.max_tokens; in the app, Longest "
+            "answer) in the middle of a sentence; that last sentence, ending in …, was not checked. "
+            "Raise the limit to read the whole answer."
+        )

@@ -82,9 +82,11 @@ def test_answer_shape() -> None:
         "retrieval",
         "citations",
         "usage",
+        "cut_off",
         "first_draft",
     }
     assert out["features"] == d.features and out["features"]["doc_tokens"] == 3000
     assert out["usage"]["prompt_tokens"] == 10 and out["citations"][0]["n"] == 2
     assert out["first_draft"]["kept"] is False and out["first_draft"]["citations"][0]["verified"] is False
+    assert out["cut_off"] is False
     json.dumps(out)  # JSON-ready

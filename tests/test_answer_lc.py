@@ -408,3 +408,88 @@ def test_a_claims_probability_does_not_depend_on_what_was_asked_before(smol) -> 
         again = smol.first_token_probs(target)
         assert again.candidates == first.candidates
     assert again.generation.cached_tokens == 0
+
+
+@dataclass
+class CutAt:
+    """Gives its reply as a model stopped at its token limit would (``finish_reason`` "length")."""
+
+    reply: str
+    finish: str = "length"
+    name: str = "scripted"
+    context_window: int = 100_000
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, messages: Sequence[Message], **kw) -> Generation:  # type: ignore[no-untyped-def]
+        return Generation(self.reply, 10, 5, 0.01, finish_reason=self.finish)
+
+
+def test_where_an_unfinished_last_sentence_starts() -> None:
+    from app.answering.citations import unfinished_tail
+
+    cut = "He taught the boy to fish [1]. The FAA proposes this action to bring the airplanes into"
+    assert cut[unfinished_tail(cut) or 0 :] == "The FAA proposes this action to bring the airplanes into"
+    assert unfinished_tail("He taught the boy [1].") is None
+    assert unfinished_tail("He taught the boy. [1]") is None  # a marker after the full stop
+    assert unfinished_tail('He said "go."') is None and unfinished_tail("Steps:") is None
+    listed = "Steps:\n- carry the lines [1]\n- take the harpo"
+    assert listed[unfinished_tail(listed) or 0 :] == "- take the harpo"  # the last item, not the list
+    assert unfinished_tail("") is None
+
+
+def test_an_answer_cut_at_the_token_limit_shows_its_last_sentence_unchecked() -> None:
+    """The 1.5B's answer on a Federal Register page (benchmarks/data/citation_fresh6.jsonl) stopped
+    at the limit in "... to bring the airplanes into": every word of that fragment is the source's,
+    so it passed as a verbatim copy though it states nothing."""
+    from app.answering.modes import answer_rag
+    from indexes.hybrid import Retrieved
+    from pipeline.types import Hit
+
+    doc, chunks = _gulf_doc()
+    hit = Retrieved(chunks[0], Hit("g1", 1.0, 0, "dense"), 1.0, None)
+    reply = "The old man had taught the boy to fish. Every day the boy carried the lines and the"
+    res = answer_rag("Who taught the boy?", [hit], {"gulf": doc}, CutAt(reply), max_tokens=20)
+    assert res.cut_off
+    assert (
+        res.text
+        == "The old man had taught the boy to fish [1]. Every day the boy carried the lines and the …"
+    )
+    (c,) = res.citations
+    assert c.verified and "carried" not in c.claim
+    # The same text from a model that ended there of its own accord is cited as before.
+    whole = answer_rag("Who taught the boy?", [hit], {"gulf": doc}, CutAt(reply, "stop"), max_tokens=20)
+    assert not whole.cut_off and "carried" in " ".join(c.claim for c in whole.citations)
+    # Only a fragment: shown, not cited, not a refusal.
+    alone = answer_rag(
+        "Who taught?", [hit], {"gulf": doc}, CutAt("Every day the boy carried the"), max_tokens=9
+    )
+    assert alone.cut_off and alone.text == "Every day the boy carried the …"
+    assert not alone.citations and not alone.refused
+    # LC: an answer cut before its evidence line; one whose evidence line was cut is finished.
+    lc = answer_lc("Who taught the boy?", [doc], chunks, CutAt(reply), max_tokens=20)
+    assert lc.cut_off and lc.text.endswith("carried the lines and the …") and lc.citations[0].verified
+    quoted = "The old man had taught the boy to fish.\nEvidence: The old man had taught the boy"
+    assert not answer_lc("Who taught the boy?", [doc], chunks, CutAt(quoted), max_tokens=20).cut_off
+
+
+def test_the_real_model_stopped_at_its_limit_says_so(service) -> None:  # type: ignore[no-untyped-def]
+    """The embedded test model, through the service, with a 12-token limit: the answer says it
+    was cut off, in its JSON and in a saved chat too."""
+    from dataclasses import replace
+
+    from app.answer_json import answer_json
+    from app.ui.chat_json import _answer, _answer_json
+
+    service.ingest([shared("pdf/docling_multi_page.pdf")])
+    service.settings = service.settings.model_copy(
+        update={"llm": service.settings.llm.model_copy(update={"max_tokens": 12, "recheck": False})}
+    )
+    ans = service.ask("How have word processors changed over time?", mode="rag")
+    assert ans.usage.completion_tokens == 12
+    if not ans.cut_off:  # the model happened to end a sentence on its twelfth token
+        pytest.skip(f"the 12 tokens ended a sentence: {ans.text!r}")
+    assert ans.text.endswith(" …") and "llm.max_tokens" in ans.cut_off_note
+    assert answer_json(ans)["cut_off"] is True
+    assert _answer(_answer_json(ans)) == ans and not replace(ans, cut_off=False).cut_off_note

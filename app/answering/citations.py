@@ -74,6 +74,25 @@ def shown_text(answer: str) -> str:
     return " ".join(k for k in keep if k)
 
 
+# What may end a finished sentence, after its markers and spaces: closing punctuation, also
+# inside quotes or brackets, an ellipsis, or a list item's colon; a code block's fence.
+_FINISHED = re.compile(r"(?:[.!?:;…]['\"”’)\]*]*|```)\Z")
+_TRAILING_MARKERS = re.compile(rf"(?:{_MARKER.pattern}|\s)+\Z")
+
+
+def unfinished_tail(answer: str) -> int | None:
+    """Where an answer's last sentence starts when that sentence is unfinished (nothing closes it
+    after its markers): the model stopped at its token limit mid-sentence ("... to bring the
+    airplanes into"). None when the answer ends a sentence. Call it only for a generation that
+    did stop at the limit: a model may end a finished answer without a full stop."""
+    m = _TRAILING_MARKERS.search(answer)
+    body = answer[: m.start()] if m else answer
+    spans = sentence_spans(body)
+    if not spans or _FINISHED.search(body):
+        return None
+    return max(spans[-1][0], body.rfind("\n") + 1)  # a list's last item, not the whole list
+
+
 def is_meta(sentence: str) -> bool:
     """A sentence that only talks about sources ("This is stated in the text on page 7489.")."""
     bare = _MARKER.sub("", sentence)

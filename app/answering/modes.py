@@ -31,6 +31,7 @@ from app.answering.citations import (
     make_citation,
     shown_text,
     strip_markers,
+    unfinished_tail,
 )
 from app.answering.entail import entail_followup, entail_scored
 from app.answering.prompts import (
@@ -70,6 +71,7 @@ class ModeResult:
     note: str = ""  # what LC did with documents longer than the window, in words
     calls: int = 1
     first_draft: FirstDraft | None = None  # the answer before its re-check, if there was one
+    cut_off: bool = False  # stopped at llm.max_tokens mid-sentence; that sentence was not checked
 
 
 def prompt_location(doc: Document, span: Span) -> str:
@@ -122,6 +124,21 @@ def _recheck(
         first_draft=draft,
         note=note,
     )
+
+
+def cite_finished(out: Generation, cited: Callable[[Generation], ModeResult]) -> ModeResult:
+    """``cited(out)`` for what the model finished: when it stopped at the token limit in the middle
+    of a sentence, that sentence is shown after the cited answer, ending in "…", and is neither
+    cited nor checked (a fragment such as "to bring the airplanes into" states nothing, yet its
+    words are the source's); the result says it was cut off."""
+    start = unfinished_tail(out.text) if out.finish_reason == "length" else None
+    if start is None:
+        return cited(out)
+    tail = " ".join(strip_markers(out.text[start:]).split()) + " …"
+    if not out.text[:start].strip():
+        return ModeResult(tail, [], out, refused=False, cut_off=True)
+    head = cited(replace(out, text=out.text[:start]))
+    return replace(head, text=f"{head.text} {tail}", generation=out, cut_off=True)
 
 
 def confirm(
@@ -214,11 +231,14 @@ def answer_rag(
     blocks = [(source_label(s.number, s.doc.title, prompt_location(s.doc, s.span)), s.text) for s in sources]
     messages = rag_messages(question, blocks)
 
-    def cited(out: Generation) -> ModeResult:
+    def cite_all(out: Generation) -> ModeResult:
         text = out.text or NOT_FOUND
         refused = is_not_found_reply(text)
         shown, cites = cite(text, sources, match_unmarked=not refused, question=question)
         return ModeResult(shown, cites, out, refused, strategy="rag")
+
+    def cited(out: Generation) -> ModeResult:
+        return cite_finished(out, cite_all)
 
     result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
     if recheck:
@@ -349,10 +369,13 @@ def answer_lc(
         )
     messages = lc_messages(question, material)
 
-    def cited(out: Generation) -> ModeResult:
+    def cite_all(out: Generation) -> ModeResult:
         return replace(
             _cite_lc(out.text, [], docs, chunks, out, read, question=question), strategy=plan, note=note
         )
+
+    def cited(out: Generation) -> ModeResult:
+        return _lc_finished(out, cite_all)
 
     result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
     if recheck:
@@ -408,7 +431,9 @@ def _map_reduce(
     final = _generate(gen, final_msgs, max_tokens, temperature, on_text)
     gens.append(final)
     quotes = [a or b for a, b in _QUOTED.findall(notes)]
-    result = _cite_lc(final.text, quotes, docs, chunks, _sum(gens), question=question)
+    result = _lc_finished(
+        _sum(gens), lambda out: _cite_lc(out.text, quotes, docs, chunks, out, question=question)
+    )
     note = f"the documents are longer than the window: LC read them in {total} parts and answered from notes"
     return replace(result, strategy="map_reduce", note=note, calls=len(gens))
 
@@ -422,6 +447,12 @@ def _tidy(answer: str) -> str:
     answer = answer.strip()
     answer = re.sub(r"[\s,;:'\"\u201c\u201d(]*(?:\b(?:then|and)\b[\s'\"\u201c\u201d]*)?$", "", answer)
     return answer.strip()
+
+
+def _lc_finished(out: Generation, cite_all: Callable[[Generation], ModeResult]) -> ModeResult:
+    """``cite_finished`` for an LC answer: an evidence line, even a cut one, follows a finished
+    answer, so only an answer without one can end mid-sentence."""
+    return cite_all(out) if _EVIDENCE.search(out.text) else cite_finished(out, cite_all)
 
 
 def _cite_lc(

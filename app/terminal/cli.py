@@ -167,6 +167,8 @@ def ingest(
 
 def print_answer(ans: Answer) -> None:
     out.print(Text(shown_text(ans.text)), highlight=False)
+    if ans.cut_off:
+        out.print(line((ans.cut_off_note, "yellow")), highlight=False)
     out.print(line("\n", (ans.mode.upper(), "bold"), " — ", shown_name(ans.route.reason)), highlight=False)
     for c in ans.citations:
         where = ("at " if c.time and not c.pages else "") + location_text(c.pages, c.time, c.span)
@@ -176,12 +178,13 @@ def print_answer(ans: Answer) -> None:
             "repaired": ", moved to the source that supports it",
             "matched": ", matched by longqa",
         }
-        quote = shown_name(" ".join(c.quote.split()))
+        quote = " ".join(c.quote.split())
+        quote = shown_name(quote if len(quote) <= 200 else quote[:200].rsplit(" ", 1)[0] + " …")
         out.print(
             line(
                 f"[{c.number}] {shown_name(Path(c.source_path).name)}, {where} (",
                 mark,
-                f"{how.get(c.origin, '')}{why}): “{quote[:200]}”",
+                f"{how.get(c.origin, '')}{why}): “{quote}”",
             ),
             highlight=False,
         )

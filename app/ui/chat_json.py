@@ -85,6 +85,7 @@ def _answer_json(a: Answer | None) -> dict[str, Any] | None:
         "usage": asdict(a.usage),
         "model": a.model,
         "retrieval": a.retrieval,
+        "cut_off": a.cut_off,
         "first_draft": None
         if a.first_draft is None
         else {
@@ -110,6 +111,7 @@ def _answer(d: dict[str, Any] | None) -> Answer | None:
         usage=Usage(**d.get("usage", {})),
         model=d.get("model", ""),
         retrieval=d.get("retrieval", ""),
+        cut_off=bool(d.get("cut_off", False)),
         first_draft=None
         if fd is None
         else FirstDraft(
