@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from app.answering.citations import Source, cite, locate_quote, strip_markers, support, supports_lexical
+from app.answering.citations import (
+    Source,
+    cite,
+    claim_of,
+    locate_quote,
+    shown_sentence,
+    strip_markers,
+    support,
+    supports_lexical,
+)
 from app.answering.verify import ATTRIBUTION, check, plain_text
 from pipeline.loaders import load_document
 from pipeline.types import Span
@@ -235,6 +244,19 @@ def test_source_talk_naming_which_source_is_not_shown() -> None:
     # A person's word is the document's content, not talk about sources.
     text, _c, _ = _verdict("According to Smith, almost 5000 data breaches have occurred since 2005 [1].")
     assert text.startswith("According to Smith,")
+    # The 1.5B on a Federal Register PDF (2026-12-08): "..., as stated in [5]." The talk's only
+    # object is the marker; it was shown, and the claim checked ended in "as stated in.".
+    for answer in (
+        "Almost 5000 data breaches have occurred since 2005, as stated in [1].",
+        "As noted in [1], almost 5000 data breaches have occurred since 2005.",
+        "Almost 5000 data breaches have occurred since 2005, according to [1].",
+    ):
+        text, c, _ = _verdict(answer)
+        assert text == "Almost 5000 data breaches have occurred since 2005 [1]." and c.verified, text
+        assert c.claim == "Almost 5000 data breaches have occurred since 2005."
+    # Not talk about sources: "according to plan", "found in the river".
+    assert shown_sentence("It went according to plan.") == "It went according to plan."
+    assert claim_of("He was found in the river [1].") == "He was found in the river."
 
 
 def test_every_citation_carries_a_verdict_and_reason_in_json() -> None:

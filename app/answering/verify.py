@@ -148,7 +148,13 @@ SOURCE_TALK = re.compile(
     r"stated|shown|documented|supported|cited)\b(?:\s+(?:by|in)\s+" + _WHICH + WHERE_WORDS + r"\b"
     # ... or nothing after it but a dangling "in" ("This is stated in [2].", the marker gone).
     r"|(?:\s+(?:in|by|on|at))?(?=\s*(?:[.,;)]|$)))"
-    r"|\b(?:verified|confirmed)\s*:\s*",
+    r"|\b(?:verified|confirmed)\s*:\s*"
+    # Talk whose only object is a marker ("..., as stated in [5].", "According to [2], ..."), or
+    # nothing once the markers are out of the claim ("..., as stated in.").
+    r"|\bas\s+(?:verified|confirmed|stated|noted|mentioned|cited|written|documented|described|"
+    r"reported|explained|indicated|quoted)\s+(?:on|in|at|by)(?=\s*(?:\[\d|[.,;)]|$))"
+    r"|\baccording\s+to(?=\s*(?:\[\d|[.,;)]|$))"
+    r"|\b(?:see|cf\.?|per)(?=\s*\[\d)",
     re.IGNORECASE,
 )
 # Attribution inside a claim ("According to the narrator, …", "As he explains in the passage, …",
