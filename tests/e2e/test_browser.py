@@ -405,6 +405,35 @@ def test_stop_an_answer_then_ask_again_and_see_an_ungrounded_answer_marked(app_u
     browser.save_screenshot(str(ARTIFACTS / "ungrounded.png"))
 
 
+@pytest.mark.parametrize("app_env", [{"LONGQA_LLM__MAX_TOKENS": "16", "LONGQA_LLM__RECHECK": "false"}])
+def test_an_answer_cut_at_its_length_limit_says_so(app_url: str, browser) -> None:  # type: ignore[no-untyped-def]
+    """16 tokens (the app's least "Longest answer") end the test model's answer mid-sentence: the
+    answer ends in "…" and a warning under it says it was cut off and its last sentence was not
+    checked."""
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(app_url)
+    _wait(browser, "the empty-library button", lambda d: _button(d, "Load the sample documents"), 120).click()
+    _wait(
+        browser,
+        "the chat input",
+        lambda d: d.find_elements(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']"),
+        240,
+    )
+    _ask(browser, QUESTION, "RAG")
+
+    def answered(d):  # type: ignore[no-untyped-def]
+        msgs = _chat(d)
+        return msgs[1] if len(msgs) >= 2 and "citations verified" in msgs[1].text else None
+
+    text = _wait(browser, "the answer", answered, 600).text
+    if "…" not in text:  # the model happened to end a sentence on its 16th token
+        pytest.skip(f"16 tokens ended a sentence: {text[:200]!r}")
+    assert "Cut off: the answer reached its length limit" in text and "was not checked" in text, text
+    browser.save_screenshot(str(ARTIFACTS / "cut-off.png"))
+
+
 def _enabled(element):  # type: ignore[no-untyped-def]
     return element if element is not None and element.is_enabled() else None
 
