@@ -465,11 +465,13 @@ def test_an_answer_cut_at_the_token_limit_shows_its_last_sentence_unchecked() ->
     alone = answer_rag(
         "Who taught?", [hit], {"gulf": doc}, CutAt("Every day the boy carried the"), max_tokens=9
     )
-    assert alone.cut_off and alone.text == "Every day the boy carried the …"
+    assert alone.cut_off and alone.text == "Every day the boy carried the …" and alone.strategy == "rag"
     assert not alone.citations and not alone.refused
     # LC: an answer cut before its evidence line; one whose evidence line was cut is finished.
     lc = answer_lc("Who taught the boy?", [doc], chunks, CutAt(reply), max_tokens=20)
     assert lc.cut_off and lc.text.endswith("carried the lines and the …") and lc.citations[0].verified
+    lc = answer_lc("Who taught?", [doc], chunks, CutAt("Every day the boy carried the"), max_tokens=9)
+    assert lc.cut_off and lc.strategy == "full" and not lc.citations
     quoted = "The old man had taught the boy to fish.\nEvidence: The old man had taught the boy"
     assert not answer_lc("Who taught the boy?", [doc], chunks, CutAt(quoted), max_tokens=20).cut_off
 

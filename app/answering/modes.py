@@ -235,10 +235,10 @@ def answer_rag(
         text = out.text or NOT_FOUND
         refused = is_not_found_reply(text)
         shown, cites = cite(text, sources, match_unmarked=not refused, question=question)
-        return ModeResult(shown, cites, out, refused, strategy="rag")
+        return ModeResult(shown, cites, out, refused)
 
     def cited(out: Generation) -> ModeResult:
-        return cite_finished(out, cite_all)
+        return replace(cite_finished(out, cite_all), strategy="rag")
 
     result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
     if recheck:
@@ -370,12 +370,10 @@ def answer_lc(
     messages = lc_messages(question, material)
 
     def cite_all(out: Generation) -> ModeResult:
-        return replace(
-            _cite_lc(out.text, [], docs, chunks, out, read, question=question), strategy=plan, note=note
-        )
+        return _cite_lc(out.text, [], docs, chunks, out, read, question=question)
 
     def cited(out: Generation) -> ModeResult:
-        return _lc_finished(out, cite_all)
+        return replace(_lc_finished(out, cite_all), strategy=plan, note=note)
 
     result = cited(_generate(gen, messages, max_tokens, temperature, on_text))
     if recheck:
