@@ -332,6 +332,21 @@ def _chat(driver):  # type: ignore[no-untyped-def]
     return driver.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")
 
 
+def _open_with_samples(driver, url: str) -> None:  # type: ignore[no-untyped-def]
+    """The app opened on an empty library, the samples loaded, and the chat ready."""
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.get(url)
+    _wait(driver, "the empty-library button", lambda d: _button(d, "Load the sample documents"), 120).click()
+    _wait(
+        driver,
+        "the chat input",
+        lambda d: d.find_elements(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']"),
+        240,
+    )
+
+
 def _ask(driver, question: str, mode: str) -> None:  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -356,17 +371,7 @@ def _ask(driver, question: str, mode: str) -> None:  # type: ignore[no-untyped-d
 
 @pytest.mark.parametrize("app_env", [{"LONGQA_LLM__MAX_TOKENS": "1500"}])
 def test_stop_an_answer_then_ask_again_and_see_an_ungrounded_answer_marked(app_url: str, browser) -> None:  # type: ignore[no-untyped-def]
-    from selenium.webdriver.common.by import By
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    browser.get(app_url)
-    _wait(browser, "the empty-library button", lambda d: _button(d, "Load the sample documents"), 120).click()
-    _wait(
-        browser,
-        "the chat input",
-        lambda d: d.find_elements(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']"),
-        240,
-    )
+    _open_with_samples(browser, app_url)
     # Long context: the route is on screen before the answer, with a Stop button.
     _ask(browser, "Tell the whole history of word processors in detail.", "Long context")
     stop = _wait(browser, "the Stop button", _stop_button, 240)
@@ -410,17 +415,7 @@ def test_an_answer_cut_at_its_length_limit_says_so(app_url: str, browser) -> Non
     """16 tokens (the app's least "Longest answer") end the test model's answer mid-sentence: the
     answer ends in "…" and a warning under it says it was cut off and its last sentence was not
     checked."""
-    from selenium.webdriver.common.by import By
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    browser.get(app_url)
-    _wait(browser, "the empty-library button", lambda d: _button(d, "Load the sample documents"), 120).click()
-    _wait(
-        browser,
-        "the chat input",
-        lambda d: d.find_elements(By.CSS_SELECTOR, "textarea[data-testid='stChatInputTextArea']"),
-        240,
-    )
+    _open_with_samples(browser, app_url)
     _ask(browser, QUESTION, "RAG")
 
     def answered(d):  # type: ignore[no-untyped-def]
