@@ -254,6 +254,14 @@ def test_source_talk_naming_which_source_is_not_shown() -> None:
         text, c, _ = _verdict(answer)
         assert text == "Almost 5000 data breaches have occurred since 2005 [1]." and c.verified, text
         assert c.claim == "Almost 5000 data breaches have occurred since 2005."
+    # "See [1] for details." points at a source and says nothing: not shown, its marker goes to
+    # the sentence before.
+    text, cites = cite(
+        "Almost 5000 data breaches have occurred since 2005. See [1] for more details.",
+        [_p5()],
+        question=QUESTION,
+    )
+    assert text == "Almost 5000 data breaches have occurred since 2005 [1]." and cites[0].verified
     # Not talk about sources: "according to plan", "found in the river".
     assert shown_sentence("It went according to plan.") == "It went according to plan."
     assert claim_of("He was found in the river [1].") == "He was found in the river."

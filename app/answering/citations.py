@@ -93,13 +93,18 @@ def unfinished_tail(answer: str) -> int | None:
     return max(spans[-1][0], body.rfind("\n") + 1)  # a list's last item, not the whole list
 
 
+# Words that only point a reader elsewhere ("See [2] for more details."); meta in a sentence of
+# nothing else, content words everywhere else.
+_POINTING = frozenset(["details", "detail", "more", "further", "refer", "refers"])
+
+
 def is_meta(sentence: str) -> bool:
     """A sentence that only talks about sources ("This is stated in the text on page 7489.")."""
     bare = _MARKER.sub("", sentence)
     if not [w for w in terms(bare) if not w.isdigit()]:
         return False
     rest = [w for w in terms(_WHERE.sub("", SOURCE_TALK.sub(" ", bare))) if not w.isdigit()]
-    return all(w in META_WORDS for w in rest)
+    return all(w in META_WORDS or w in _POINTING for w in rest)
 
 
 @dataclass(frozen=True)
