@@ -52,6 +52,9 @@ def main() -> None:
     rows = [json.loads(x) for x in args.results.read_text().splitlines() if x.strip()][args.skip :]
     rows = [r for r in rows if not r.get("error")]
     print("\n".join(table(rows)))
+    cut = [r for r in rows if r.get("cut_off")]
+    if any("cut_off" in r for r in rows):  # recorded since the cut-off answers were (ddca5e1)
+        print(f"\nanswers cut at the token limit: {len(cut)} of {len(rows)}")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class ResultRow:
     route_features: dict[str, float] = field(default_factory=dict)
     fallback: bool = False  # the router fell back to reading the whole document after RAG
     rechecked: bool = False  # a shown citation failed its check and the model answered once more
+    cut_off: bool = False  # stopped at llm.max_tokens mid-sentence (that sentence is not checked)
     citations: int = 0
     verified: int = 0
     # The same two counts for the answer before its re-check (equal to the above when there was
@@ -335,6 +336,7 @@ def run_eval(
                 route_features={k: float(x) for k, x in ans.route.features.items()},
                 fallback=ans.route.facts is not None and ans.route.facts.fallback_score is not None,
                 rechecked=ans.first_draft is not None,
+                cut_off=ans.cut_off,
                 citations=len(ans.citations),
                 verified=sum(c.verified for c in ans.citations),
                 first_citations=len(first.citations),

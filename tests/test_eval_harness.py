@@ -86,6 +86,7 @@ def test_runner_records_errors_resumes_and_reports(tmp_path: Path, service) -> N
     assert len(good.verdicts) == good.citations
     assert sum(v["verified"] for v in good.verdicts) == good.verified
     assert all(v["verdict"] and v["reason"] for v in good.verdicts)
+    assert good.cut_off == good.answer.endswith(" …")  # an answer cut at the limit says so
     auto = rows[("set:1", "auto")]
     assert auto.mode in ("rag", "lc") and auto.route_reason and "p_lc_better" in auto.route_features
     assert seen[-1][0] == seen[-1][1] == 10
