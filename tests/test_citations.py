@@ -444,3 +444,7 @@ def test_a_marker_after_the_full_stop_belongs_to_the_sentence_before() -> None:
     # A marker opening a new line cites what follows it, as before.
     text, cites = cite("The MT/ST:\n\n[1] It was introduced in 1964.", srcs, question=q)
     assert [(c.number, c.claim) for c in cites] == [(1, "It was introduced in 1964.")]
+    # After a closing quote (the 1.5B on LaRA, 2026-12-08: '... and "Priestly on Necessity."  [5]'
+    # was shown without its closing quote): the quote stays, the marker follows it.
+    text, _ = cite('It was named "the IBM MT/ST."  [1]', srcs, question=q)
+    assert text == 'It was named "the IBM MT/ST." [1]'

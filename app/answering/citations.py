@@ -261,7 +261,10 @@ def cite(
         if (meta or not text.strip(" .,;:!?")) and shown:
             # Only talk about sources, or only markers after the full stop ("... condition. [1]"):
             # not shown as a sentence of its own; its citations go with the sentence before.
-            prev = shown[-1]
+            # What the sentence split left between the two (a closing quote: '... Necessity." [5]')
+            # stays with the sentence before; a marker goes after it.
+            prev = shown[-1] + answer[cursor:a].rstrip()
+            shown[-1] = prev
             new = [n for n in final if f"[{n}]" not in prev]
             if new:
                 end = len(prev.rstrip(".!?:;"))
