@@ -63,7 +63,8 @@ def cmd_passages(args: argparse.Namespace) -> None:
             rows += [
                 {"pid": f"{name}#{j}", "doc": f"shared/{name}", "passage": t} for j, t in enumerate(runs)
             ]
-    for kind in ("book", "financial", "paper") if not args.files else ():
+    kinds = () if args.files else ("book", "financial", "paper")
+    for kind in kinds:
         files = [f for f in sorted((root / kind).iterdir()) if f"lara128k/128k/{kind}/{f.name}" not in seen]
         for f in rng.sample(files, min(args.per_kind, len(files))):  # a third set finds 3 filings left
             runs = passage_runs(load_document(f).text, rng, PER_DOC, tries=6, min_chars=300, tidy=True)

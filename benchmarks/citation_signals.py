@@ -28,7 +28,7 @@ from app.answering.citations import _MARKER, claim_of
 from app.answering.entail import support_probability
 from app.answering.verify import check, verbatim
 from app.llm.base import Message
-from benchmarks.citation_scores import _pr, _wordy
+from benchmarks.citation_scores import _pr, _scores, _wordy
 
 DATA = Path(__file__).resolve().parent / "data"
 SETS = ("fresh", "fresh2", "fresh3")
@@ -54,7 +54,7 @@ def _rows(scores_dir: Path) -> list[dict]:
     """Every pair of the seen sets with the screen's verdict, verbatim copy and P(Yes)."""
     out = []
     for s in SETS:
-        sc = {e["id"]: e["p"] for e in map(json.loads, (scores_dir / f"scores_{s}_yesno.jsonl").open())}
+        sc = _scores(str(scores_dir / f"scores_{s}_yesno.jsonl"))
         for line in (DATA / f"citation_{s}.jsonl").read_text().splitlines():
             r = json.loads(line)
             if r["id"] not in sc:
